@@ -1,0 +1,131 @@
+//! The one error type of a request, and its mapping to HTTP responses.
+//!
+//! Every failure a client can see is a variant here with a stable `code`,
+//! an HTTP status and a message that never contains a secret. The JSON API
+//! renders it as `{"error":{"code","message"}}`, the S3 API as S3 XML.
+
+use http::StatusCode;
+
+/// A request failure, as the client sees it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    /// The locator could not be parsed.
+    #[error("malformed locator {locator:?}: {reason}")]
+    InvalidLocator { locator: String, reason: String },
+    /// A query or body parameter is missing or malformed.
+    #[error("invalid parameter `{name}`: {reason}")]
+    InvalidParameter { name: &'static str, reason: String },
+    /// The request body is not what the endpoint accepts.
+    #[error("malformed request body: {0}")]
+    MalformedBody(String),
+    /// No integration permits this bucket.
+    #[error("bucket {bucket:?} is not permitted by any integration")]
+    BucketNotPermitted { bucket: String },
+    /// The access point is not configured in any integration.
+    #[error("access point {arn:?} is not configured in any integration")]
+    AccessPointNotPermitted { arn: String },
+    /// The key lies outside the integration's permitted prefixes.
+    #[error("key {key:?} in bucket {bucket:?} is outside the prefixes permitted by integration {integration:?}")]
+    PrefixNotPermitted { integration: String, bucket: String, key: String },
+    /// The method is not allowed on this route.
+    #[error("method {method} is not allowed here; allowed: {allowed}")]
+    MethodNotAllowed { method: String, allowed: &'static str },
+    /// No such route.
+    #[error("no route for {path:?}")]
+    NoSuchRoute { path: String },
+    /// The request body is over the configured limit.
+    #[error("request body is over the limit of {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    /// A batch holds more locators than `max_batch`.
+    #[error("batch of {count} locators is over the limit of {limit}")]
+    BatchTooLarge { count: usize, limit: usize },
+    /// The upstream refused the gateway's credentials (STS or S3).
+    #[error("integration {integration:?}: upstream refused the credentials ({code}): {message}{hint}")]
+    UpstreamAuthFailed { integration: String, code: String, message: String, hint: String },
+    /// The integration has no valid credentials right now.
+    #[error("integration {integration:?}: no valid credentials: {reason}")]
+    CredentialsUnavailable { integration: String, reason: String },
+    /// The upstream could not be reached or answered garbage.
+    #[error("integration {integration:?}: upstream failed: {reason}")]
+    UpstreamFailed { integration: String, reason: String },
+    /// The upstream did not answer in time.
+    #[error("integration {integration:?}: upstream timed out after {seconds} s")]
+    UpstreamTimeout { integration: String, seconds: u64 },
+    /// A bug or an unexpected local failure.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Who is to blame for an error: decides the log level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The client sent something wrong.
+    Client,
+    /// An upstream (S3 or STS) failed.
+    Upstream,
+    /// The gateway itself failed.
+    Internal,
+}
+
+impl Error {
+    /// HTTP status for this error.
+    pub fn status(&self) -> StatusCode {
+        use Error::*;
+        match self {
+            InvalidLocator { .. } | InvalidParameter { .. } | MalformedBody(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            BucketNotPermitted { .. }
+            | AccessPointNotPermitted { .. }
+            | PrefixNotPermitted { .. } => StatusCode::FORBIDDEN,
+            MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            NoSuchRoute { .. } => StatusCode::NOT_FOUND,
+            BodyTooLarge { .. } | BatchTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            UpstreamAuthFailed { .. } | UpstreamFailed { .. } => StatusCode::BAD_GATEWAY,
+            CredentialsUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        use Error::*;
+        match self {
+            InvalidLocator { .. } => "InvalidLocator",
+            InvalidParameter { .. } => "InvalidArgument",
+            MalformedBody(_) => "MalformedBody",
+            BucketNotPermitted { .. } => "BucketNotPermitted",
+            AccessPointNotPermitted { .. } => "AccessPointNotPermitted",
+            PrefixNotPermitted { .. } => "PrefixNotPermitted",
+            MethodNotAllowed { .. } => "MethodNotAllowed",
+            NoSuchRoute { .. } => "NoSuchRoute",
+            BodyTooLarge { .. } => "RequestTooLarge",
+            BatchTooLarge { .. } => "BatchTooLarge",
+            UpstreamAuthFailed { .. } => "UpstreamAuthFailed",
+            CredentialsUnavailable { .. } => "CredentialsUnavailable",
+            UpstreamFailed { .. } => "UpstreamFailed",
+            UpstreamTimeout { .. } => "UpstreamTimeout",
+            Internal(_) => "InternalError",
+        }
+    }
+
+    /// Whose fault the error is.
+    pub fn side(&self) -> Side {
+        match self.status().as_u16() {
+            500 => Side::Internal,
+            502..=504 => Side::Upstream,
+            _ => Side::Client,
+        }
+    }
+
+    /// The `{"code","message"}` object of the JSON API.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({ "code": self.code(), "message": self.to_string() })
+    }
+
+    /// The JSON API body: `{"error":{"code","message"}}`.
+    pub fn json_body(&self) -> String {
+        serde_json::json!({ "error": self.to_json() }).to_string()
+    }
+}

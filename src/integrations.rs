@@ -1,0 +1,206 @@
+//! The registry of integrations and locator resolution.
+//!
+//! A locator's bucket goes to the integration scoped to that bucket; else to the
+//! default integration if the bucket is in its permitted list; else it is
+//! refused with no upstream call. Access point ARNs go to the integration that
+//! configures that access point. Keys must lie under the integration's
+//! `prefixes` when it sets any.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use crate::config::{Config, ConfigError, Delivery, IntegrationConfig};
+use crate::credentials::CredentialSource;
+use crate::endpoint::{Address, Endpoint, Origin, View};
+use crate::error::Error;
+use crate::locator::{AccessPointArn, Locator, Target};
+use crate::sigv4::Credentials;
+
+/// One customer store, ready to sign for.
+#[derive(Debug)]
+pub struct Integration {
+    /// Name from the config.
+    pub name: String,
+    /// Signing region.
+    pub region: String,
+    /// Addressing of its objects.
+    pub endpoint: Endpoint,
+    /// Permitted key prefixes; empty permits every key.
+    pub prefixes: Vec<String>,
+    /// Default presigned URL lifetime.
+    pub presign_ttl_s: u64,
+    /// How `/v1/object` delivers.
+    pub delivery: Delivery,
+    /// Where its credentials come from.
+    pub credentials: CredentialSource,
+}
+
+impl Integration {
+    fn from_config(config: &IntegrationConfig) -> Result<Self, ConfigError> {
+        let ctx = config.context();
+        let invalid = |field, message: String| ConfigError::Invalid {
+            context: ctx.clone(),
+            field,
+            message,
+        };
+        let endpoint = if let Some(arn) = &config.access_point_arn {
+            Endpoint::access_point(&AccessPointArn::parse(arn).map_err(|m| invalid("access_point_arn", m))?)
+        } else if let Some(url) = &config.endpoint_url {
+            let dial = Origin::parse(url).map_err(|m| invalid("endpoint_url", m))?;
+            let public = config
+                .public_endpoint_url
+                .as_deref()
+                .map(Origin::parse)
+                .transpose()
+                .map_err(|m| invalid("public_endpoint_url", m))?;
+            Endpoint::custom(dial, public, config.force_path_style.unwrap_or(true))
+        } else {
+            Endpoint::aws(&config.region, config.force_path_style.unwrap_or(false))
+        };
+        let credentials = match &config.credentials {
+            Some(creds) => {
+                let secret = creds.resolve_secret(&ctx)?;
+                CredentialSource::Static(Arc::new(Credentials::new(
+                    creds.access_key_id.clone(),
+                    secret,
+                    None,
+                    None,
+                )))
+            }
+            None => {
+                return Err(invalid(
+                    "role_arn",
+                    "assuming roles is not supported by this build; use [integrations.credentials]".into(),
+                ))
+            }
+        };
+        Ok(Self {
+            name: config.name.clone(),
+            region: config.region.clone(),
+            endpoint,
+            prefixes: config.prefixes.clone(),
+            presign_ttl_s: config.presign_ttl_s,
+            delivery: config.delivery,
+            credentials,
+        })
+    }
+
+    /// Whether `key` lies under one of the permitted prefixes.
+    pub fn permits_key(&self, key: &str) -> bool {
+        self.prefixes.is_empty() || self.prefixes.iter().any(|p| key.starts_with(p.as_str()))
+    }
+
+    /// Current signing credentials.
+    pub async fn credentials(&self) -> Result<Arc<Credentials>, Error> {
+        self.credentials.get(&self.name).await
+    }
+}
+
+/// A locator resolved to its integration.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// The integration that serves it.
+    pub integration: Arc<Integration>,
+    /// Bucket name (empty for access points).
+    pub bucket: String,
+    /// Object key or listing prefix.
+    pub key: String,
+    /// Object version, when the locator named one.
+    pub version_id: Option<String>,
+}
+
+impl Resolved {
+    /// Upstream address of the object.
+    pub fn address(&self, view: View) -> Address {
+        self.integration.endpoint.object(&self.bucket, &self.key, view)
+    }
+}
+
+/// Every integration, indexed for resolution.
+#[derive(Debug, Default)]
+pub struct Registry {
+    integrations: Vec<Arc<Integration>>,
+    scoped: HashMap<String, Arc<Integration>>,
+    default: Option<(Arc<Integration>, HashSet<String>)>,
+    access_points: HashMap<AccessPointArn, Arc<Integration>>,
+}
+
+impl Registry {
+    /// Builds the registry from a validated config.
+    pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
+        let mut registry = Registry::default();
+        for ic in &config.integrations {
+            let integration = Arc::new(Integration::from_config(ic)?);
+            if ic.default {
+                let buckets = ic.buckets.iter().cloned().collect();
+                registry.default = Some((integration.clone(), buckets));
+            } else {
+                for bucket in ic.scoped_buckets() {
+                    registry.scoped.insert(bucket.to_owned(), integration.clone());
+                }
+            }
+            if let Some(arn) = &ic.access_point_arn {
+                let arn = AccessPointArn::parse(arn).expect("validated");
+                registry.access_points.insert(arn, integration.clone());
+            }
+            registry.integrations.push(integration);
+        }
+        Ok(registry)
+    }
+
+    /// All integrations, in config order.
+    pub fn integrations(&self) -> &[Arc<Integration>] {
+        &self.integrations
+    }
+
+    /// The integration serving `locator`, or why none may.
+    pub fn resolve(&self, locator: &Locator) -> Result<Resolved, Error> {
+        let (integration, bucket) = match &locator.target {
+            Target::Bucket(bucket) => (self.for_bucket(bucket)?, bucket.clone()),
+            Target::AccessPoint(arn) => {
+                let integration = self.access_points.get(arn).ok_or_else(|| {
+                    Error::AccessPointNotPermitted {
+                        arn: arn.to_string(),
+                    }
+                })?;
+                (integration.clone(), String::new())
+            }
+        };
+        if let Some(host) = &locator.custom_host {
+            if !integration.endpoint.serves_host(host) {
+                return Err(Error::InvalidLocator {
+                    locator: format!("{host}/{bucket}"),
+                    reason: format!(
+                        "host {host:?} is not the endpoint of integration {:?}",
+                        integration.name
+                    ),
+                });
+            }
+        }
+        if !integration.permits_key(&locator.key) {
+            return Err(Error::PrefixNotPermitted {
+                integration: integration.name.clone(),
+                bucket,
+                key: locator.key.clone(),
+            });
+        }
+        Ok(Resolved {
+            integration,
+            bucket,
+            key: locator.key.clone(),
+            version_id: locator.version_id.clone(),
+        })
+    }
+
+    fn for_bucket(&self, bucket: &str) -> Result<Arc<Integration>, Error> {
+        if let Some(integration) = self.scoped.get(bucket) {
+            return Ok(integration.clone());
+        }
+        match &self.default {
+            Some((integration, permitted)) if permitted.contains(bucket) => Ok(integration.clone()),
+            _ => Err(Error::BucketNotPermitted {
+                bucket: bucket.to_owned(),
+            }),
+        }
+    }
+}

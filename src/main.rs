@@ -1,0 +1,123 @@
+//! The `s3gate` command: serve, check, presign, demo.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use clap::{Parser, Subcommand};
+use s3gate::app::App;
+use s3gate::config::Config;
+use s3gate::presign::{self, PresignOptions};
+use s3gate::server;
+
+#[derive(Debug, Parser)]
+#[command(version, about = "A local, S3-compatible presigning gateway")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the HTTP API.
+    Serve {
+        /// Configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a configuration file; exits non-zero with the first error.
+    Check {
+        /// Configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Print one presigned URL.
+    Presign {
+        /// Configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Locator, e.g. s3://bucket/key.
+        locator: String,
+        /// Lifetime in seconds (default: the integration's presign_ttl_s).
+        #[arg(long)]
+        expires: Option<u64>,
+    },
+    /// Run an embedded S3 store with sample images and the gateway in front of it.
+    #[cfg(feature = "embedded-store")]
+    Demo(s3gate::demo::DemoArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let result = match cli.command {
+        Command::Serve { config } => load(&config).and_then(serve),
+        Command::Check { config } => load(&config).map(|c| {
+            println!("{}: ok ({} integrations)", config.display(), c.integrations.len());
+        }),
+        Command::Presign { config, locator, expires } => {
+            load(&config).and_then(|c| presign_one(c, &locator, expires))
+        }
+        #[cfg(feature = "embedded-store")]
+        Command::Demo(args) => runtime().and_then(|rt| rt.block_on(s3gate::demo::run(args))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("s3gate: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("S3GATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Loads the config and builds the app, so that `check` catches what `serve` would.
+fn load(path: &std::path::Path) -> Result<Config, String> {
+    let config = Config::load(path).map_err(|e| e.to_string())?;
+    App::new(&config).map_err(|e| e.to_string())?;
+    Ok(config)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))
+}
+
+fn serve(config: Config) -> Result<(), String> {
+    runtime()?.block_on(async move {
+        let app = Arc::new(App::new(&config).map_err(|e| e.to_string())?);
+        let tls = config.server.tls.as_ref().map(server::tls_acceptor).transpose()?;
+        let listener = tokio::net::TcpListener::bind(config.server.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", config.server.listen))?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        tracing::info!("listening on {scheme}://{}", listener.local_addr().map_err(|e| e.to_string())?);
+        let grace = Duration::from_secs(config.server.shutdown_grace_s);
+        server::serve(listener, app, tls, server::shutdown_signal(), grace)
+            .await
+            .map_err(|e| e.to_string())
+    })
+}
+
+fn presign_one(config: Config, locator: &str, expires: Option<u64>) -> Result<(), String> {
+    runtime()?.block_on(async move {
+        let app = App::new(&config).map_err(|e| e.to_string())?;
+        let options = PresignOptions {
+            expires_s: expires,
+            ..Default::default()
+        };
+        let presigned = presign::presign(app.registry(), locator, &options, SystemTime::now())
+            .await
+            .map_err(|e| e.to_string())?;
+        println!("{}", presigned.url);
+        Ok(())
+    })
+}

@@ -1,0 +1,163 @@
+//! Presigning: a locator and options in, a URL the store accepts out.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use crate::config::MAX_PRESIGN_TTL_S;
+use crate::endpoint::View;
+use crate::error::Error;
+use crate::integrations::{Registry, Resolved};
+use crate::locator::Locator;
+use crate::sigv4::{self, Credentials, SigningRequest};
+
+/// Seconds of a session's life a presigned URL leaves unused, so that it never
+/// outlives the credentials that signed it.
+pub const SESSION_MARGIN_S: u64 = 30;
+
+/// The method a presigned URL is for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PresignMethod {
+    /// Download the object.
+    #[default]
+    Get,
+    /// Read the object's metadata.
+    Head,
+}
+
+impl PresignMethod {
+    /// Parses `GET` or `HEAD` (any case).
+    pub fn parse(s: &str) -> Result<Self, Error> {
+        match s.to_ascii_uppercase().as_str() {
+            "GET" => Ok(Self::Get),
+            "HEAD" => Ok(Self::Head),
+            _ => Err(Error::InvalidParameter {
+                name: "method",
+                reason: format!("{s:?} cannot be presigned: only GET and HEAD (read-only)"),
+            }),
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Get => "GET",
+            Self::Head => "HEAD",
+        }
+    }
+}
+
+/// Options of one presign request, beside the locator.
+#[derive(Debug, Clone, Default)]
+pub struct PresignOptions {
+    /// Requested lifetime in seconds; the integration's `presign_ttl_s` by default.
+    pub expires_s: Option<u64>,
+    /// Method to presign.
+    pub method: PresignMethod,
+    /// `response-content-type` override.
+    pub response_content_type: Option<String>,
+    /// `response-content-disposition` override.
+    pub response_content_disposition: Option<String>,
+    /// Object version.
+    pub version_id: Option<String>,
+}
+
+/// A presigned URL and when it stops working.
+#[derive(Debug, Clone, Serialize)]
+pub struct Presigned {
+    /// The URL.
+    pub url: String,
+    /// RFC 3339 time after which the store refuses it.
+    pub expires_at: String,
+    /// The integration that signed it.
+    pub integration: String,
+}
+
+/// Resolves `locator`, fetches its integration's credentials and presigns it.
+pub async fn presign(
+    registry: &Registry,
+    locator: &str,
+    options: &PresignOptions,
+    now: SystemTime,
+) -> Result<Presigned, Error> {
+    let parsed = Locator::parse(locator).map_err(|reason| Error::InvalidLocator {
+        locator: locator.to_owned(),
+        reason,
+    })?;
+    if parsed.key.is_empty() {
+        return Err(Error::InvalidLocator {
+            locator: locator.to_owned(),
+            reason: "names a bucket, not an object".into(),
+        });
+    }
+    let resolved = registry.resolve(&parsed)?;
+    let credentials = resolved.integration.credentials().await?;
+    sign(&resolved, &credentials, options, now)
+}
+
+/// Presigns an already resolved object with `credentials`.
+pub fn sign(
+    resolved: &Resolved,
+    credentials: &Arc<Credentials>,
+    options: &PresignOptions,
+    now: SystemTime,
+) -> Result<Presigned, Error> {
+    let integration = &resolved.integration;
+    let expires_s = lifetime(options.expires_s.unwrap_or(integration.presign_ttl_s), credentials, now, &integration.name)?;
+    let address = resolved.address(View::Public);
+    let version_id = options.version_id.as_deref().or(resolved.version_id.as_deref());
+    let mut query: Vec<(&str, &str)> = Vec::with_capacity(3);
+    if let Some(v) = &options.response_content_type {
+        query.push(("response-content-type", v));
+    }
+    if let Some(v) = &options.response_content_disposition {
+        query.push(("response-content-disposition", v));
+    }
+    if let Some(v) = version_id {
+        query.push(("versionId", v));
+    }
+    let request = SigningRequest {
+        method: options.method.as_str(),
+        host: &address.host,
+        path: &address.path,
+        query: &query,
+        region: &integration.region,
+        service: "s3",
+        time: now,
+    };
+    let query = sigv4::presign(credentials, &request, expires_s);
+    Ok(Presigned {
+        url: address.url(&query),
+        expires_at: sigv4::rfc3339(now + Duration::from_secs(expires_s)),
+        integration: integration.name.clone(),
+    })
+}
+
+/// Checks the requested lifetime and caps it at what the credentials have left.
+fn lifetime(requested: u64, credentials: &Credentials, now: SystemTime, integration: &str) -> Result<u64, Error> {
+    if requested == 0 || requested > MAX_PRESIGN_TTL_S {
+        return Err(Error::InvalidParameter {
+            name: "expires",
+            reason: format!("must be 1 to {MAX_PRESIGN_TTL_S} seconds, got {requested}"),
+        });
+    }
+    let Some(expiry) = credentials.expires_at() else {
+        return Ok(requested);
+    };
+    let left = expiry.duration_since(now).unwrap_or_default().as_secs();
+    match left.checked_sub(SESSION_MARGIN_S) {
+        Some(usable) if usable > 0 => Ok(requested.min(usable)),
+        _ => Err(Error::CredentialsUnavailable {
+            integration: integration.to_owned(),
+            reason: "the session credentials expire too soon to sign with".into(),
+        }),
+    }
+}
+
+/// Parses an `expires` parameter.
+pub fn parse_expires(s: &str) -> Result<u64, Error> {
+    s.parse().map_err(|_| Error::InvalidParameter {
+        name: "expires",
+        reason: format!("{s:?} is not a whole number of seconds"),
+    })
+}
