@@ -59,6 +59,7 @@ impl App {
             method: request.method().clone(),
             path: request.uri().path().to_owned(),
         };
+        tracing::debug!(id = ctx.id, method = %ctx.method, path = %ctx.path, "request received");
         let response = match self.route(request).await {
             Ok(response) => response,
             Err(error) => {
@@ -86,7 +87,9 @@ impl App {
                 Method::POST => self.presign_batch(request).await,
                 _ => Err(not_allowed(&method, "GET, POST")),
             },
-            path => Err(Error::NoSuchRoute { path: path.to_owned() }),
+            path => Err(Error::NoSuchRoute {
+                path: path.to_owned(),
+            }),
         }
     }
 
@@ -97,7 +100,8 @@ impl App {
             name: "locator",
             reason: "is required".into(),
         })?;
-        let presigned = presign::presign(&self.registry, &locator, &params.options, SystemTime::now()).await?;
+        let presigned =
+            presign::presign(&self.registry, &locator, &params.options, SystemTime::now()).await?;
         let body = serde_json::to_string(&presigned).map_err(|e| Error::Internal(e.to_string()))?;
         Ok(response::json(StatusCode::OK, body))
     }
@@ -109,7 +113,8 @@ impl App {
         B::Error: Into<BoxError>,
     {
         let body = read_body(request, self.server.max_body_bytes).await?;
-        let batch: BatchRequest = serde_json::from_slice(&body).map_err(|e| Error::MalformedBody(e.to_string()))?;
+        let batch: BatchRequest =
+            serde_json::from_slice(&body).map_err(|e| Error::MalformedBody(e.to_string()))?;
         if batch.locators.len() > self.server.max_batch {
             return Err(Error::BatchTooLarge {
                 count: batch.locators.len(),
@@ -240,7 +245,12 @@ impl BatchRequest {
     fn options(&self) -> Result<PresignOptions, Error> {
         Ok(PresignOptions {
             expires_s: self.expires,
-            method: self.method.as_deref().map(PresignMethod::parse).transpose()?.unwrap_or_default(),
+            method: self
+                .method
+                .as_deref()
+                .map(PresignMethod::parse)
+                .transpose()?
+                .unwrap_or_default(),
             response_content_type: self.response_content_type.clone(),
             response_content_disposition: self.response_content_disposition.clone(),
             version_id: None,

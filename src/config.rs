@@ -19,13 +19,20 @@ pub const MAX_PRESIGN_TTL_S: u64 = 7 * 24 * 3600;
 pub enum ConfigError {
     /// The file could not be read.
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// The file is not valid TOML for this schema.
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
     /// A field holds a value the gateway cannot use.
     #[error("{context}: `{field}` {message}")]
-    Invalid { context: String, field: &'static str, message: String },
+    Invalid {
+        context: String,
+        field: &'static str,
+        message: String,
+    },
 }
 
 /// The whole configuration file.
@@ -170,7 +177,10 @@ impl std::fmt::Debug for StaticCredentialsConfig {
             .field("access_key_id", &self.access_key_id)
             .field("secret_access_key_env", &self.secret_access_key_env)
             .field("secret_access_key_file", &self.secret_access_key_file)
-            .field("secret_access_key", &self.secret_access_key.as_ref().map(|_| "<redacted>"))
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -270,10 +280,18 @@ impl IntegrationConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         let ctx = self.context();
         if self.name.trim().is_empty() {
-            return Err(invalid("an integration".into(), "name", "must not be empty"));
+            return Err(invalid(
+                "an integration".into(),
+                "name",
+                "must not be empty",
+            ));
         }
         if !valid_region(&self.region) {
-            return Err(invalid(ctx, "region", format!("{:?} is not a region name", self.region)));
+            return Err(invalid(
+                ctx,
+                "region",
+                format!("{:?} is not a region name", self.region),
+            ));
         }
         self.validate_scope()?;
         self.validate_endpoints()?;
@@ -287,7 +305,11 @@ impl IntegrationConfig {
     fn validate_scope(&self) -> Result<(), ConfigError> {
         let ctx = || self.context();
         if self.default && self.bucket.is_some() {
-            return Err(invalid(ctx(), "bucket", "cannot scope the default integration"));
+            return Err(invalid(
+                ctx(),
+                "bucket",
+                "cannot scope the default integration",
+            ));
         }
         if self.bucket.is_none() && self.buckets.is_empty() && self.access_point_arn.is_none() {
             let msg = "is required: name `bucket` or `buckets` (or an `access_point_arn`)";
@@ -318,9 +340,13 @@ impl IntegrationConfig {
             return Err(invalid(ctx(), "public_endpoint_url", msg));
         }
         if let Some(arn) = &self.access_point_arn {
-            let ap = AccessPointArn::parse(arn).map_err(|m| invalid(ctx(), "access_point_arn", m))?;
+            let ap =
+                AccessPointArn::parse(arn).map_err(|m| invalid(ctx(), "access_point_arn", m))?;
             if ap.region != self.region {
-                let msg = format!("is in region {} but the integration's region is {}", ap.region, self.region);
+                let msg = format!(
+                    "is in region {} but the integration's region is {}",
+                    ap.region, self.region
+                );
                 return Err(invalid(ctx(), "access_point_arn", msg));
             }
             if self.endpoint_url.is_some() {
@@ -330,7 +356,11 @@ impl IntegrationConfig {
         }
         if let Some(region) = &self.sts_region {
             if !valid_region(region) {
-                return Err(invalid(ctx(), "sts_region", format!("{region:?} is not a region name")));
+                return Err(invalid(
+                    ctx(),
+                    "sts_region",
+                    format!("{region:?} is not a region name"),
+                ));
             }
         }
         Ok(())
@@ -343,7 +373,8 @@ impl IntegrationConfig {
         }
         let Some(role) = &self.role_arn else {
             if self.credentials.is_none() {
-                let msg = "are missing: set `role_arn` (+ `external_id`) or `[integrations.credentials]`";
+                let msg =
+                    "are missing: set `role_arn` (+ `external_id`) or `[integrations.credentials]`";
                 return Err(invalid(ctx, "credentials", msg));
             }
             for (field, set) in [
@@ -368,7 +399,11 @@ impl IntegrationConfig {
         }
         if let Some(d) = self.session_duration_s {
             if !(900..=43_200).contains(&d) {
-                return Err(invalid(ctx, "session_duration_s", "must be 900 to 43200 seconds"));
+                return Err(invalid(
+                    ctx,
+                    "session_duration_s",
+                    "must be 900 to 43200 seconds",
+                ));
             }
         }
         Ok(())
@@ -393,11 +428,19 @@ impl StaticCredentialsConfig {
             _ => return Err(err("set only one of `secret_access_key_env`, `secret_access_key_file`, `secret_access_key`".into())),
         }
         let secret = if let Some(var) = &self.secret_access_key_env {
-            std::env::var(var)
-                .map_err(|_| err(format!("environment variable {var} (secret_access_key_env) is not set")))?
+            std::env::var(var).map_err(|_| {
+                err(format!(
+                    "environment variable {var} (secret_access_key_env) is not set"
+                ))
+            })?
         } else if let Some(path) = &self.secret_access_key_file {
             std::fs::read_to_string(path)
-                .map_err(|e| err(format!("cannot read secret_access_key_file {}: {e}", path.display())))?
+                .map_err(|e| {
+                    err(format!(
+                        "cannot read secret_access_key_file {}: {e}",
+                        path.display()
+                    ))
+                })?
                 .trim_end()
                 .to_owned()
         } else {
@@ -420,12 +463,16 @@ fn invalid(context: String, field: &'static str, message: impl Into<String>) -> 
 
 /// An `http(s)://host[:port]` URL with no path, query or credentials.
 fn validate_endpoint_url(url: &str) -> Result<(), String> {
-    let uri: http::Uri = url.parse().map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
     match uri.scheme_str() {
         Some("http") | Some("https") => {}
         _ => return Err(format!("{url:?} must be an http:// or https:// URL")),
     }
-    let authority = uri.authority().ok_or_else(|| format!("{url:?} has no host"))?;
+    let authority = uri
+        .authority()
+        .ok_or_else(|| format!("{url:?} has no host"))?;
     if authority.as_str().contains('@') {
         return Err(format!("{url:?} must not carry credentials"));
     }

@@ -170,20 +170,39 @@ mod tests {
     #[test]
     fn aws_virtual_and_path_style() {
         let v = Endpoint::aws("eu-west-1", false);
-        assert_eq!(url(&v, "pics", "a b/c+d.jpg", View::Dial), "https://pics.s3.eu-west-1.amazonaws.com/a%20b/c%2Bd.jpg");
-        assert_eq!(url(&v, "my.pics", "k", View::Dial), "https://s3.eu-west-1.amazonaws.com/my.pics/k");
+        assert_eq!(
+            url(&v, "pics", "a b/c+d.jpg", View::Dial),
+            "https://pics.s3.eu-west-1.amazonaws.com/a%20b/c%2Bd.jpg"
+        );
+        assert_eq!(
+            url(&v, "my.pics", "k", View::Dial),
+            "https://s3.eu-west-1.amazonaws.com/my.pics/k"
+        );
         let p = Endpoint::aws("us-east-1", true);
-        assert_eq!(url(&p, "pics", "k//x/", View::Public), "https://s3.us-east-1.amazonaws.com/pics/k//x/");
-        assert_eq!(url(&p, "pics", "", View::Dial), "https://s3.us-east-1.amazonaws.com/pics");
+        assert_eq!(
+            url(&p, "pics", "k//x/", View::Public),
+            "https://s3.us-east-1.amazonaws.com/pics/k//x/"
+        );
+        assert_eq!(
+            url(&p, "pics", "", View::Dial),
+            "https://s3.us-east-1.amazonaws.com/pics"
+        );
         let cn = Endpoint::aws("cn-north-1", false);
-        assert_eq!(url(&cn, "pics", "k", View::Dial), "https://pics.s3.cn-north-1.amazonaws.com.cn/k");
+        assert_eq!(
+            url(&cn, "pics", "k", View::Dial),
+            "https://pics.s3.cn-north-1.amazonaws.com.cn/k"
+        );
     }
 
     #[test]
     fn access_point_host() {
-        let arn = AccessPointArn::parse("arn:aws:s3:us-west-2:123456789012:accesspoint/imgs").unwrap();
+        let arn =
+            AccessPointArn::parse("arn:aws:s3:us-west-2:123456789012:accesspoint/imgs").unwrap();
         let e = Endpoint::access_point(&arn);
-        assert_eq!(url(&e, "ignored", "x/y.png", View::Public), "https://imgs-123456789012.s3-accesspoint.us-west-2.amazonaws.com/x/y.png");
+        assert_eq!(
+            url(&e, "ignored", "x/y.png", View::Public),
+            "https://imgs-123456789012.s3-accesspoint.us-west-2.amazonaws.com/x/y.png"
+        );
     }
 
     #[test]
@@ -191,12 +210,25 @@ mod tests {
         let dial = Origin::parse("http://10.0.0.5:9000").unwrap();
         let public = Origin::parse("https://media.example.com:443").unwrap();
         let e = Endpoint::custom(dial, Some(public), true);
-        assert_eq!(url(&e, "media", "v.mp4", View::Dial), "http://10.0.0.5:9000/media/v.mp4");
-        assert_eq!(url(&e, "media", "v.mp4", View::Public), "https://media.example.com/media/v.mp4");
+        assert_eq!(
+            url(&e, "media", "v.mp4", View::Dial),
+            "http://10.0.0.5:9000/media/v.mp4"
+        );
+        assert_eq!(
+            url(&e, "media", "v.mp4", View::Public),
+            "https://media.example.com/media/v.mp4"
+        );
         assert!(e.serves_host("media.example.com"));
         assert!(e.serves_host("10.0.0.5:9000"));
         assert!(!e.serves_host("10.0.0.5"));
-        let vh = Endpoint::custom(Origin::parse("https://store.example.com").unwrap(), None, false);
-        assert_eq!(url(&vh, "media", "k", View::Public), "https://media.store.example.com/k");
+        let vh = Endpoint::custom(
+            Origin::parse("https://store.example.com").unwrap(),
+            None,
+            false,
+        );
+        assert_eq!(
+            url(&vh, "media", "k", View::Public),
+            "https://media.store.example.com/k"
+        );
     }
 }

@@ -26,10 +26,17 @@ pub enum Error {
     AccessPointNotPermitted { arn: String },
     /// The key lies outside the integration's permitted prefixes.
     #[error("key {key:?} in bucket {bucket:?} is outside the prefixes permitted by integration {integration:?}")]
-    PrefixNotPermitted { integration: String, bucket: String, key: String },
+    PrefixNotPermitted {
+        integration: String,
+        bucket: String,
+        key: String,
+    },
     /// The method is not allowed on this route.
     #[error("method {method} is not allowed here; allowed: {allowed}")]
-    MethodNotAllowed { method: String, allowed: &'static str },
+    MethodNotAllowed {
+        method: String,
+        allowed: &'static str,
+    },
     /// No such route.
     #[error("no route for {path:?}")]
     NoSuchRoute { path: String },
@@ -40,8 +47,15 @@ pub enum Error {
     #[error("batch of {count} locators is over the limit of {limit}")]
     BatchTooLarge { count: usize, limit: usize },
     /// The upstream refused the gateway's credentials (STS or S3).
-    #[error("integration {integration:?}: upstream refused the credentials ({code}): {message}{hint}")]
-    UpstreamAuthFailed { integration: String, code: String, message: String, hint: String },
+    #[error(
+        "integration {integration:?}: upstream refused the credentials ({code}): {message}{hint}"
+    )]
+    UpstreamAuthFailed {
+        integration: String,
+        code: String,
+        message: String,
+        hint: String,
+    },
     /// The integration has no valid credentials right now.
     #[error("integration {integration:?}: no valid credentials: {reason}")]
     CredentialsUnavailable { integration: String, reason: String },

@@ -44,7 +44,9 @@ impl Integration {
             message,
         };
         let endpoint = if let Some(arn) = &config.access_point_arn {
-            Endpoint::access_point(&AccessPointArn::parse(arn).map_err(|m| invalid("access_point_arn", m))?)
+            Endpoint::access_point(
+                &AccessPointArn::parse(arn).map_err(|m| invalid("access_point_arn", m))?,
+            )
         } else if let Some(url) = &config.endpoint_url {
             let dial = Origin::parse(url).map_err(|m| invalid("endpoint_url", m))?;
             let public = config
@@ -57,23 +59,23 @@ impl Integration {
         } else {
             Endpoint::aws(&config.region, config.force_path_style.unwrap_or(false))
         };
-        let credentials = match &config.credentials {
-            Some(creds) => {
-                let secret = creds.resolve_secret(&ctx)?;
-                CredentialSource::Static(Arc::new(Credentials::new(
-                    creds.access_key_id.clone(),
-                    secret,
-                    None,
-                    None,
-                )))
-            }
-            None => {
-                return Err(invalid(
+        let credentials =
+            match &config.credentials {
+                Some(creds) => {
+                    let secret = creds.resolve_secret(&ctx)?;
+                    CredentialSource::Static(Arc::new(Credentials::new(
+                        creds.access_key_id.clone(),
+                        secret,
+                        None,
+                        None,
+                    )))
+                }
+                None => return Err(invalid(
                     "role_arn",
-                    "assuming roles is not supported by this build; use [integrations.credentials]".into(),
-                ))
-            }
-        };
+                    "assuming roles is not supported by this build; use [integrations.credentials]"
+                        .into(),
+                )),
+            };
         Ok(Self {
             name: config.name.clone(),
             region: config.region.clone(),
@@ -112,7 +114,9 @@ pub struct Resolved {
 impl Resolved {
     /// Upstream address of the object.
     pub fn address(&self, view: View) -> Address {
-        self.integration.endpoint.object(&self.bucket, &self.key, view)
+        self.integration
+            .endpoint
+            .object(&self.bucket, &self.key, view)
     }
 }
 
@@ -136,7 +140,9 @@ impl Registry {
                 registry.default = Some((integration.clone(), buckets));
             } else {
                 for bucket in ic.scoped_buckets() {
-                    registry.scoped.insert(bucket.to_owned(), integration.clone());
+                    registry
+                        .scoped
+                        .insert(bucket.to_owned(), integration.clone());
                 }
             }
             if let Some(arn) = &ic.access_point_arn {
@@ -158,11 +164,12 @@ impl Registry {
         let (integration, bucket) = match &locator.target {
             Target::Bucket(bucket) => (self.for_bucket(bucket)?, bucket.clone()),
             Target::AccessPoint(arn) => {
-                let integration = self.access_points.get(arn).ok_or_else(|| {
-                    Error::AccessPointNotPermitted {
-                        arn: arn.to_string(),
-                    }
-                })?;
+                let integration =
+                    self.access_points
+                        .get(arn)
+                        .ok_or_else(|| Error::AccessPointNotPermitted {
+                            arn: arn.to_string(),
+                        })?;
                 (integration.clone(), String::new())
             }
         };

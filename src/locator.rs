@@ -255,7 +255,10 @@ fn percent_decode(s: &str) -> Result<String, String> {
 
 fn validate_key(key: &str) -> Result<(), String> {
     if key.len() > MAX_KEY_BYTES {
-        return Err(format!("key is {} bytes, over S3's {MAX_KEY_BYTES}", key.len()));
+        return Err(format!(
+            "key is {} bytes, over S3's {MAX_KEY_BYTES}",
+            key.len()
+        ));
     }
     Ok(())
 }
@@ -276,13 +279,17 @@ pub fn validate_bucket_name(name: &str) -> Result<(), String> {
     }
     let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
     if !alnum(name.as_bytes()[0]) || !alnum(name.as_bytes()[name.len() - 1]) {
-        return Err(format!("bucket name {name:?} must start and end with a letter or digit"));
+        return Err(format!(
+            "bucket name {name:?} must start and end with a letter or digit"
+        ));
     }
     if name.contains("..") {
         return Err(format!("bucket name {name:?} has two adjacent periods"));
     }
     if name.parse::<std::net::Ipv4Addr>().is_ok() {
-        return Err(format!("bucket name {name:?} is formatted as an IP address"));
+        return Err(format!(
+            "bucket name {name:?} is formatted as an IP address"
+        ));
     }
     Ok(())
 }
@@ -333,7 +340,10 @@ mod tests {
                 ("my-bucket".into(), key.into())
             );
         }
-        assert_eq!(bucket_key("s3://my-bucket"), ("my-bucket".into(), "".into()));
+        assert_eq!(
+            bucket_key("s3://my-bucket"),
+            ("my-bucket".into(), "".into())
+        );
     }
 
     #[test]
@@ -391,8 +401,13 @@ mod tests {
             "arn:aws:s3:us-west-2:123456789012:accesspoint/my-ap/object/dir/a b.png",
         )
         .unwrap();
-        let Target::AccessPoint(ap) = &l.target else { panic!("not an access point") };
-        assert_eq!(ap.host(), "my-ap-123456789012.s3-accesspoint.us-west-2.amazonaws.com");
+        let Target::AccessPoint(ap) = &l.target else {
+            panic!("not an access point")
+        };
+        assert_eq!(
+            ap.host(),
+            "my-ap-123456789012.s3-accesspoint.us-west-2.amazonaws.com"
+        );
         assert_eq!(l.key, "dir/a b.png");
         assert_eq!(
             ap.to_string(),

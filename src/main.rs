@@ -54,11 +54,17 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve { config } => load(&config).and_then(serve),
         Command::Check { config } => load(&config).map(|c| {
-            println!("{}: ok ({} integrations)", config.display(), c.integrations.len());
+            println!(
+                "{}: ok ({} integrations)",
+                config.display(),
+                c.integrations.len()
+            );
         }),
-        Command::Presign { config, locator, expires } => {
-            load(&config).and_then(|c| presign_one(c, &locator, expires))
-        }
+        Command::Presign {
+            config,
+            locator,
+            expires,
+        } => load(&config).and_then(|c| presign_one(c, &locator, expires)),
         #[cfg(feature = "embedded-store")]
         Command::Demo(args) => runtime().and_then(|rt| rt.block_on(s3gate::demo::run(args))),
     };
@@ -77,6 +83,7 @@ fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 
@@ -94,12 +101,20 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 fn serve(config: Config) -> Result<(), String> {
     runtime()?.block_on(async move {
         let app = Arc::new(App::new(&config).map_err(|e| e.to_string())?);
-        let tls = config.server.tls.as_ref().map(server::tls_acceptor).transpose()?;
+        let tls = config
+            .server
+            .tls
+            .as_ref()
+            .map(server::tls_acceptor)
+            .transpose()?;
         let listener = tokio::net::TcpListener::bind(config.server.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", config.server.listen))?;
         let scheme = if tls.is_some() { "https" } else { "http" };
-        tracing::info!("listening on {scheme}://{}", listener.local_addr().map_err(|e| e.to_string())?);
+        tracing::info!(
+            "listening on {scheme}://{}",
+            listener.local_addr().map_err(|e| e.to_string())?
+        );
         let grace = Duration::from_secs(config.server.shutdown_grace_s);
         server::serve(listener, app, tls, server::shutdown_signal(), grace)
             .await

@@ -103,9 +103,17 @@ pub fn sign(
     now: SystemTime,
 ) -> Result<Presigned, Error> {
     let integration = &resolved.integration;
-    let expires_s = lifetime(options.expires_s.unwrap_or(integration.presign_ttl_s), credentials, now, &integration.name)?;
+    let expires_s = lifetime(
+        options.expires_s.unwrap_or(integration.presign_ttl_s),
+        credentials,
+        now,
+        &integration.name,
+    )?;
     let address = resolved.address(View::Public);
-    let version_id = options.version_id.as_deref().or(resolved.version_id.as_deref());
+    let version_id = options
+        .version_id
+        .as_deref()
+        .or(resolved.version_id.as_deref());
     let mut query: Vec<(&str, &str)> = Vec::with_capacity(3);
     if let Some(v) = &options.response_content_type {
         query.push(("response-content-type", v));
@@ -134,7 +142,12 @@ pub fn sign(
 }
 
 /// Checks the requested lifetime and caps it at what the credentials have left.
-fn lifetime(requested: u64, credentials: &Credentials, now: SystemTime, integration: &str) -> Result<u64, Error> {
+fn lifetime(
+    requested: u64,
+    credentials: &Credentials,
+    now: SystemTime,
+    integration: &str,
+) -> Result<u64, Error> {
     if requested == 0 || requested > MAX_PRESIGN_TTL_S {
         return Err(Error::InvalidParameter {
             name: "expires",

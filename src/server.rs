@@ -103,7 +103,9 @@ where
 pub fn tls_acceptor(tls: &TlsConfig) -> Result<TlsAcceptor, String> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    let read = |path: &Path| std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()));
+    let read = |path: &Path| {
+        std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+    };
     let certs = CertificateDer::pem_slice_iter(&read(&tls.cert_file)?)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("{}: {e}", tls.cert_file.display()))?;

@@ -32,7 +32,9 @@ pub struct EmbeddedStore {
 
 impl std::fmt::Debug for EmbeddedStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EmbeddedStore").field("addr", &self.addr).finish()
+        f.debug_struct("EmbeddedStore")
+            .field("addr", &self.addr)
+            .finish()
     }
 }
 
@@ -44,15 +46,36 @@ impl EmbeddedStore {
         auth: impl S3Auth,
         gate: Option<Gate>,
     ) -> std::io::Result<Self> {
-        let fs = s3s_fs::FileSystem::new(root).map_err(|e| std::io::Error::other(format!("{e:?}")))?;
-        let mut builder = S3ServiceBuilder::new(fs);
+        let fs =
+            s3s_fs::FileSystem::new(root).map_err(|e| std::io::Error::other(format!("{e:?}")))?;
+        Self::start_backend(listener, fs, auth, gate)
+    }
+
+    /// Serves any `s3s` backend on `listener`, verifying signatures with `auth`.
+    pub fn start_backend(
+        listener: TcpListener,
+        backend: impl s3s::S3,
+        auth: impl S3Auth,
+        gate: Option<Gate>,
+    ) -> std::io::Result<Self> {
+        let mut builder = S3ServiceBuilder::new(backend);
         builder.set_auth(auth);
         let service = builder.build();
         let addr = listener.local_addr()?;
         let requests = Arc::new(AtomicU64::new(0));
         let (stop, stopped) = watch::channel(false);
-        tokio::spawn(accept_loop(listener, service, gate, requests.clone(), stopped));
-        Ok(Self { addr, requests, stop })
+        tokio::spawn(accept_loop(
+            listener,
+            service,
+            gate,
+            requests.clone(),
+            stopped,
+        ));
+        Ok(Self {
+            addr,
+            requests,
+            stop,
+        })
     }
 
     /// Address the store listens on.
@@ -95,7 +118,12 @@ async fn accept_loop(
         };
         // Without TCP_NODELAY small responses stall on delayed ACKs.
         let _ = stream.set_nodelay(true);
-        let (service, gate, requests, builder) = (service.clone(), gate.clone(), requests.clone(), builder.clone());
+        let (service, gate, requests, builder) = (
+            service.clone(),
+            gate.clone(),
+            requests.clone(),
+            builder.clone(),
+        );
         let mut stopped = stopped.clone();
         tokio::spawn(async move {
             let handler = service_fn(move |request: http::Request<hyper::body::Incoming>| {
@@ -136,8 +164,9 @@ fn access_denied(reason: &str) -> http::Response<s3s::Body> {
     );
     let mut response = http::Response::new(s3s::Body::from(xml));
     *response.status_mut() = http::StatusCode::FORBIDDEN;
-    response
-        .headers_mut()
-        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/xml"));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/xml"),
+    );
     response
 }

@@ -1,0 +1,260 @@
+//! The `s3gate` binary: `check` exit codes, `presign`, `serve` with a graceful
+//! drain on SIGTERM, and `demo`.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+fn write_config(dir: &std::path::Path, text: &str) -> std::path::PathBuf {
+    let path = dir.join("s3gate.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn s3gate(args: &[&str]) -> Command {
+    let mut cmd = Command::new(binary());
+    cmd.args(args)
+        .env(SECRET_ENV, SECRET_KEY)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9");
+    cmd
+}
+
+/// Waits (bounded) for the child to exit.
+fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "process did not exit within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Reads stderr lines until one contains `needle` (bounded by the process's output).
+fn wait_for_line(reader: &mut impl BufRead, needle: &str) -> String {
+    let mut line = String::new();
+    for _ in 0..200 {
+        line.clear();
+        if reader.read_line(&mut line).unwrap() == 0 {
+            panic!("output ended before {needle:?}");
+        }
+        if line.contains(needle) {
+            return line;
+        }
+    }
+    panic!("{needle:?} not printed");
+}
+
+#[test]
+fn check_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = write_config(
+        dir.path(),
+        &default_integration("http://127.0.0.1:9000", &["media"]),
+    );
+    let out = s3gate(&["check", "--config", good.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (1 integrations)"));
+
+    let bad = write_config(
+        dir.path(),
+        &default_integration("ftp://127.0.0.1:9000", &["media"]),
+    );
+    let out = s3gate(&["check", "--config", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("integration \"store\"") && stderr.contains("`endpoint_url`"),
+        "{stderr}"
+    );
+
+    let out = s3gate(&["check", "--config", "/nonexistent/s3gate.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read /nonexistent/s3gate.toml"));
+
+    let syntax = write_config(dir.path(), "[server\nlisten = 1");
+    let out = s3gate(&["check", "--config", syntax.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("line 1"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn presign_command_prints_a_working_url() {
+    let store = FsStore::start().await;
+    store.put("media", "clip one.mp4", b"frames");
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &default_integration(&store.url(), &["media"]));
+    let out = s3gate(&[
+        "presign",
+        "--config",
+        config.to_str().unwrap(),
+        "s3://media/clip one.mp4",
+        "--expires",
+        "30",
+    ])
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let url = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(url.contains("X-Amz-Expires=30"));
+    assert_eq!(fetch(&url).await, (200, b"frames".to_vec()));
+
+    let out = s3gate(&[
+        "presign",
+        "--config",
+        config.to_str().unwrap(),
+        "s3://elsewhere/x",
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not permitted"));
+}
+
+#[test]
+fn sigterm_drains_in_flight_requests_then_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let text = default_integration("http://127.0.0.1:9000", &["media"]).replace(
+        "[server]\n",
+        &format!("[server]\nlisten = \"127.0.0.1:{port}\"\nshutdown_grace_s = 20\n"),
+    );
+    let config = write_config(dir.path(), &text);
+    let mut child = s3gate(&["serve", "--config", config.to_str().unwrap()])
+        .env("S3GATE_LOG", "info,s3gate::app=debug")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    wait_for_line(&mut stderr, "listening on");
+
+    // A request in flight: a first request proves the connection is being
+    // served, then a second one sends its headers and only part of its body.
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = conn.read(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("ok"));
+    let body = br#"{"locators":["s3://media/a.txt"]}"#;
+    write!(conn, "POST /v1/presign HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len()).unwrap();
+    conn.write_all(&body[..5]).unwrap();
+    conn.flush().unwrap();
+    wait_for_line(&mut stderr, "path=/v1/presign");
+
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    wait_for_line(&mut stderr, "draining connections");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "must wait for the in-flight request"
+    );
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "no new connections while draining"
+    );
+
+    conn.write_all(&body[5..]).unwrap();
+    let mut response = String::new();
+    while !response.contains("\"results\"") {
+        let n = conn.read(&mut buf).unwrap();
+        assert!(n > 0, "connection closed before the response: {response}");
+        response.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    drop(conn);
+    let status = wait_exit(&mut child, Duration::from_secs(15));
+    assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test]
+async fn demo_serves_a_presigned_url_that_curl_downloads() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = s3gate(&[
+        "demo",
+        "--dir",
+        dir.path().to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let line = wait_for_line(&mut stdout, "gateway");
+    let gateway = line.split_whitespace().nth(1).unwrap().to_owned();
+    assert!(gateway.starts_with("http://127.0.0.1:"), "{line}");
+
+    let json = Command::new("curl")
+        .args([
+            "-sfG",
+            &format!("{gateway}/v1/presign"),
+            "--data-urlencode",
+            "locator=s3://demo/images/checker board (1).png",
+        ])
+        .output()
+        .unwrap();
+    assert!(json.status.success());
+    let body: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let png = Command::new("curl")
+        .args(["-sf", body["url"].as_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(png.status.success());
+    let expected = s3gate::demo::samples()
+        .into_iter()
+        .find(|(k, _)| k == "images/checker board (1).png")
+        .unwrap()
+        .1;
+    assert_eq!(png.stdout, expected);
+    assert_eq!(&png.stdout[1..4], b"PNG");
+
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(
+        wait_exit(&mut child, Duration::from_secs(15)).code(),
+        Some(0)
+    );
+}

@@ -1,0 +1,196 @@
+//! Test support: real servers on loopback (the embedded s3s store, an in-memory
+//! s3s backend for keys a file system cannot hold, the gateway itself) and an
+//! HTTP client.
+#![allow(dead_code)]
+
+pub mod memstore;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Once};
+use std::time::Duration;
+
+use s3gate::app::App;
+use s3gate::config::Config;
+use s3gate::store::{EmbeddedStore, SimpleAuth};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+/// Access key the test stores accept.
+pub const ACCESS_KEY: &str = "AKIDS3GATETEST";
+/// Its secret.
+pub const SECRET_KEY: &str = "s3gate-test-secret/with+symbols=";
+/// Environment variable the test configs read the secret from.
+pub const SECRET_ENV: &str = "S3GATE_TEST_SECRET";
+
+/// Sets the environment every test runs in: no instance metadata, every AWS
+/// endpoint pointed at a closed loopback port, the test secret available.
+pub fn init() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // SAFETY-free on edition 2021; done once, before any test thread reads them.
+        std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+        std::env::set_var("AWS_ENDPOINT_URL", "http://127.0.0.1:9");
+        std::env::set_var(SECRET_ENV, SECRET_KEY);
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_env("S3GATE_TEST_LOG"))
+            .with_test_writer()
+            .try_init();
+    });
+}
+
+/// A listener on an ephemeral loopback port.
+pub async fn loopback() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback")
+}
+
+/// The embedded file-system store on a temporary folder.
+pub struct FsStore {
+    pub store: EmbeddedStore,
+    pub dir: tempfile::TempDir,
+}
+
+impl FsStore {
+    /// Starts an empty store accepting [`ACCESS_KEY`].
+    pub async fn start() -> Self {
+        init();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let auth = SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY);
+        let store =
+            EmbeddedStore::start(loopback().await, dir.path(), auth, None).expect("store starts");
+        Self { store, dir }
+    }
+
+    /// Creates `bucket` (a folder).
+    pub fn bucket(&self, bucket: &str) {
+        std::fs::create_dir_all(self.dir.path().join(bucket)).unwrap();
+    }
+
+    /// Writes an object.
+    pub fn put(&self, bucket: &str, key: &str, bytes: &[u8]) {
+        let path = self.dir.path().join(bucket).join(key);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    /// `http://ADDR`.
+    pub fn url(&self) -> String {
+        self.store.url()
+    }
+
+    /// Requests the store has received.
+    pub fn requests(&self) -> u64 {
+        self.store.requests()
+    }
+}
+
+/// A gateway serving in this process.
+pub struct Gateway {
+    pub addr: SocketAddr,
+    pub app: Arc<App>,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Gateway {
+    /// Starts a gateway on an ephemeral port with `config` (TOML).
+    pub async fn start(config: &str) -> Self {
+        init();
+        let config = Config::parse(config).unwrap_or_else(|e| panic!("test config: {e}"));
+        let app = Arc::new(App::new(&config).unwrap_or_else(|e| panic!("test config: {e}")));
+        let listener = loopback().await;
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        tokio::spawn(s3gate::server::serve(
+            listener,
+            app.clone(),
+            None,
+            shutdown,
+            Duration::from_secs(5),
+        ));
+        Self {
+            addr,
+            app,
+            stop: Some(stop),
+        }
+    }
+
+    /// `http://ADDR` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A config with one default integration for `buckets` on a store at `endpoint`.
+pub fn default_integration(endpoint: &str, buckets: &[&str]) -> String {
+    let buckets: Vec<String> = buckets.iter().map(|b| format!("{b:?}")).collect();
+    format!(
+        r#"
+[server]
+max_batch = 5
+
+[[integrations]]
+name = "store"
+default = true
+buckets = [{}]
+endpoint_url = "{endpoint}"
+
+[integrations.credentials]
+access_key_id = "{ACCESS_KEY}"
+secret_access_key_env = "{SECRET_ENV}"
+"#,
+        buckets.join(", ")
+    )
+}
+
+/// An HTTP client that neither follows redirects nor uses a proxy.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .unwrap()
+}
+
+/// `GET /v1/presign?locator=…&extra` → (status, JSON).
+pub async fn presign(
+    gateway: &Gateway,
+    locator: &str,
+    extra: &[(&str, &str)],
+) -> (u16, serde_json::Value) {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    query.append_pair("locator", locator);
+    for (k, v) in extra {
+        query.append_pair(k, v);
+    }
+    let url = gateway.url(&format!("/v1/presign?{}", query.finish()));
+    let response = client().get(url).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+/// Fetches `url` → (status, body).
+pub async fn fetch(url: &str) -> (u16, Vec<u8>) {
+    let response = client().get(url).send().await.unwrap();
+    (
+        response.status().as_u16(),
+        response.bytes().await.unwrap().to_vec(),
+    )
+}
+
+/// Path of the built `s3gate` binary.
+pub fn binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_s3gate"))
+}
