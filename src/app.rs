@@ -13,6 +13,7 @@ use serde::Deserialize;
 use crate::config::{Config, ConfigError, ServerConfig};
 use crate::error::{Error, Side};
 use crate::integrations::Registry;
+use crate::metrics::Metrics;
 use crate::presign::{self, parse_expires, PresignMethod, PresignOptions};
 use crate::response::{self, Body, BoxError};
 
@@ -21,6 +22,7 @@ use crate::response::{self, Body, BoxError};
 pub struct App {
     server: ServerConfig,
     registry: Registry,
+    metrics: Metrics,
     next_request: AtomicU64,
 }
 
@@ -33,11 +35,13 @@ struct Context {
 }
 
 impl App {
-    /// Builds the gateway from a validated config.
-    pub fn new(config: &Config) -> Result<Self, ConfigError> {
+    /// Builds the gateway from a validated config; contacts nothing.
+    pub async fn new(config: &Config) -> Result<Self, ConfigError> {
+        let metrics = Metrics::new();
         Ok(Self {
             server: config.server.clone(),
-            registry: Registry::from_config(config)?,
+            registry: Registry::from_config(config, &metrics).await?,
+            metrics,
             next_request: AtomicU64::new(1),
         })
     }
@@ -81,6 +85,10 @@ impl App {
             "/healthz" => match method {
                 Method::GET | Method::HEAD => Ok(response::text(StatusCode::OK, "ok\n")),
                 _ => Err(not_allowed(&method, "GET, HEAD")),
+            },
+            "/metrics" => match method {
+                Method::GET => Ok(self.metrics_page()),
+                _ => Err(not_allowed(&method, "GET")),
             },
             "/v1/presign" => match method {
                 Method::GET => self.presign_one(request.uri().query().unwrap_or("")).await,
@@ -135,6 +143,27 @@ impl App {
         }
         let body = serde_json::json!({ "results": results }).to_string();
         Ok(response::json(StatusCode::OK, body))
+    }
+
+    /// `GET /metrics`: Prometheus text format.
+    fn metrics_page(&self) -> Response<Body> {
+        for integration in self.registry.integrations() {
+            if let Some(left) = integration.credentials_seconds_left() {
+                let gauge = self.metrics.credential_expiry.with_label_values(&[&integration.name]);
+                gauge.set(left);
+            }
+        }
+        let mut response = Response::new(response::full(self.metrics.render()));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/plain; version=0.0.4"),
+        );
+        response
+    }
+
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     fn log(&self, ctx: &Context, response: &Response<Body>) {

@@ -45,6 +45,9 @@ pub struct Config {
     /// `[identity]`: the gateway's own AWS identity, used to assume roles.
     #[serde(default)]
     pub identity: IdentityConfig,
+    /// `[sts]`: how session credentials are refreshed.
+    #[serde(default)]
+    pub sts: StsConfig,
     /// `[[integrations]]`: one per customer store.
     #[serde(default)]
     pub integrations: Vec<IntegrationConfig>,
@@ -94,6 +97,53 @@ pub struct TlsConfig {
 pub struct IdentityConfig {
     /// Static keys; without them the AWS default credential chain is used.
     pub credentials: Option<StaticCredentialsConfig>,
+}
+
+/// `[sts]`: refresh-ahead and retry policy for assumed-role sessions.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StsConfig {
+    /// Refresh when less than this many seconds of a session remain…
+    pub refresh_margin_s: u64,
+    /// …or less than this fraction of its lifetime, whichever is smaller.
+    pub refresh_margin_ratio: f64,
+    /// Sessions are never used in their last seconds: treated as expired this early.
+    pub expiry_margin_s: u64,
+    /// First retry delay after an STS failure, in milliseconds (doubles, jittered).
+    pub retry_base_ms: u64,
+    /// Longest retry delay, in milliseconds.
+    pub retry_max_ms: u64,
+    /// Timeout of one STS call, in seconds.
+    pub timeout_s: u64,
+}
+
+impl Default for StsConfig {
+    fn default() -> Self {
+        Self {
+            refresh_margin_s: 300,
+            refresh_margin_ratio: 0.2,
+            expiry_margin_s: 30,
+            retry_base_ms: 500,
+            retry_max_ms: 30_000,
+            timeout_s: 10,
+        }
+    }
+}
+
+impl StsConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let ctx = || "[sts]".to_owned();
+        if !(self.refresh_margin_ratio > 0.0 && self.refresh_margin_ratio < 1.0) {
+            return Err(invalid(ctx(), "refresh_margin_ratio", "must be between 0 and 1"));
+        }
+        if self.retry_base_ms == 0 || self.retry_base_ms > self.retry_max_ms {
+            return Err(invalid(ctx(), "retry_base_ms", "must be at least 1 and at most `retry_max_ms`"));
+        }
+        if self.timeout_s == 0 {
+            return Err(invalid(ctx(), "timeout_s", "must be at least 1"));
+        }
+        Ok(())
+    }
 }
 
 /// How an integration delivers objects from `/v1/object`.
@@ -223,8 +273,10 @@ impl Config {
     /// Checks every rule that parsing alone cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.server.validate()?;
+        self.sts.validate()?;
         if let Some(creds) = &self.identity.credentials {
             creds.resolve_secret("[identity]")?;
+            creds.warn_if_inline("[identity]");
         }
         let mut names = HashMap::new();
         let mut scoped: HashMap<&str, &str> = HashMap::new();
@@ -370,6 +422,7 @@ impl IntegrationConfig {
         let ctx = self.context();
         if let Some(creds) = &self.credentials {
             creds.resolve_secret(&ctx)?;
+            creds.warn_if_inline(&ctx);
         }
         let Some(role) = &self.role_arn else {
             if self.credentials.is_none() {
@@ -398,12 +451,12 @@ impl IntegrationConfig {
             validate_session_name(name).map_err(|m| invalid(ctx.clone(), "session_name", m))?;
         }
         if let Some(d) = self.session_duration_s {
-            if !(900..=43_200).contains(&d) {
-                return Err(invalid(
-                    ctx,
-                    "session_duration_s",
-                    "must be 900 to 43200 seconds",
-                ));
+            if !(1..=43_200).contains(&d) {
+                let msg = "must be 1 to 43200 seconds";
+                return Err(invalid(ctx, "session_duration_s", msg));
+            }
+            if d < 900 {
+                tracing::warn!("{ctx}: session_duration_s = {d}: AWS STS refuses sessions under 900 s");
             }
         }
         Ok(())
@@ -411,6 +464,12 @@ impl IntegrationConfig {
 }
 
 impl StaticCredentialsConfig {
+    fn warn_if_inline(&self, ctx: &str) {
+        if self.secret_access_key.is_some() {
+            tracing::warn!("{ctx}: the secret access key is inline in the config; prefer secret_access_key_env or secret_access_key_file");
+        }
+    }
+
     /// Reads the secret from the one place it is configured in.
     pub fn resolve_secret(&self, ctx: &str) -> Result<String, ConfigError> {
         let err = |m: String| invalid(ctx.to_owned(), "credentials", m);

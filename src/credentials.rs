@@ -1,8 +1,32 @@
-//! Where each integration's signing credentials come from.
+//! Where each integration's signing credentials come from: static keys, or
+//! session credentials from STS AssumeRole with an external ID.
+//!
+//! Sessions are cached (moka) per role: integrations that share a role ARN,
+//! external ID, STS endpoint and calling identity share one entry and one STS
+//! call. A cached session is
+//! - served as long as it is valid (never in its last `expiry_margin_s`);
+//! - refreshed in the background once its remaining life falls under
+//!   min(`refresh_margin_s`, `refresh_margin_ratio` × lifetime), while it keeps
+//!   serving;
+//! - fetched once for any number of concurrent first requests (moka coalesces
+//!   them into one AssumeRole call).
+//!
+//! After an STS failure, retries wait a jittered exponential backoff; until
+//! then, requests that have no valid session fail fast with the last error.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
 
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_sdk_sts::config::http::HttpResponse;
+use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_sts::operation::assume_role::AssumeRoleError;
+use moka::future::Cache;
+
+use crate::config::{Config, ConfigError, IntegrationConfig, StsConfig};
 use crate::error::Error;
+use crate::metrics::Metrics;
 use crate::sigv4::Credentials;
 
 /// The credentials an integration signs with.
@@ -10,16 +34,471 @@ use crate::sigv4::Credentials;
 pub enum CredentialSource {
     /// Long-lived keys from the config.
     Static(Arc<Credentials>),
+    /// A role assumed through STS.
+    Role(Arc<Role>),
+}
+
+/// One role to assume: what is sent to STS, and the client that sends it.
+pub struct Role {
+    id: RoleId,
+    arn: String,
+    external_id: Option<String>,
+    session_name: String,
+    duration_s: Option<u64>,
+    client: aws_sdk_sts::Client,
+}
+
+impl std::fmt::Debug for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Role").field("arn", &self.arn).field("external_id", &self.external_id).finish()
+    }
+}
+
+/// Index of a distinct role in [`Sessions`].
+type RoleId = usize;
+
+/// What makes two integrations' roles the same session.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct RoleKey {
+    arn: String,
+    external_id: Option<String>,
+    session_name: String,
+    duration_s: Option<u64>,
+    sts_endpoint: Option<String>,
+    sts_region: String,
+    caller_access_key: Option<String>,
+}
+
+/// A cached session and when to start refreshing it.
+#[derive(Debug)]
+struct Session {
+    credentials: Arc<Credentials>,
+    refresh_at: SystemTime,
+}
+
+/// Why AssumeRole failed, as reported to clients and logs (no secrets).
+#[derive(Debug, Clone)]
+pub struct StsFailure {
+    /// STS error code, or the SDK's failure kind (`DispatchFailure`, `TimeoutError`, …).
+    pub code: String,
+    /// STS's message.
+    pub message: String,
+    /// The role or the gateway's identity was refused (as opposed to STS being unavailable).
+    pub refused: bool,
+}
+
+impl StsFailure {
+    fn to_error(&self, integration: &str) -> Error {
+        if self.refused {
+            Error::UpstreamAuthFailed {
+                integration: integration.to_owned(),
+                code: self.code.clone(),
+                message: self.message.clone(),
+                hint: "; check that the role's trust policy names the gateway's identity and that external_id matches it".into(),
+            }
+        } else {
+            Error::CredentialsUnavailable {
+                integration: integration.to_owned(),
+                reason: format!("STS failed ({}): {}", self.code, self.message),
+            }
+        }
+    }
+}
+
+/// Retry bookkeeping of one role.
+#[derive(Debug, Default)]
+struct Health {
+    refreshing: bool,
+    failures: u32,
+    retry_at: Option<Instant>,
+    last_failure: Option<StsFailure>,
+    expires_at: Option<SystemTime>,
+}
+
+/// The session cache shared by every integration that assumes a role.
+pub struct Sessions {
+    roles: Vec<Arc<Role>>,
+    cache: Cache<RoleId, Arc<Session>>,
+    health: Mutex<HashMap<RoleId, Health>>,
+    tuning: StsConfig,
+    metrics: Metrics,
+}
+
+impl std::fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sessions").field("roles", &self.roles).finish()
+    }
+}
+
+/// Expires cached sessions `expiry_margin_s` before the credentials do.
+struct SessionExpiry {
+    margin: Duration,
+}
+
+impl moka::Expiry<RoleId, Arc<Session>> for SessionExpiry {
+    fn expire_after_create(&self, _: &RoleId, session: &Arc<Session>, _: Instant) -> Option<Duration> {
+        Some(self.usable_for(session))
+    }
+
+    fn expire_after_update(&self, _: &RoleId, session: &Arc<Session>, _: Instant, _: Option<Duration>) -> Option<Duration> {
+        Some(self.usable_for(session))
+    }
+}
+
+impl SessionExpiry {
+    fn usable_for(&self, session: &Session) -> Duration {
+        let expiry = session.credentials.expires_at().unwrap_or(SystemTime::UNIX_EPOCH);
+        expiry
+            .duration_since(SystemTime::now())
+            .unwrap_or_default()
+            .saturating_sub(self.margin)
+    }
+}
+
+/// Builds the credential sources of every integration.
+pub struct SourcesBuilder {
+    tuning: StsConfig,
+    identity: Option<SharedCredentialsProvider>,
+    http: aws_sdk_sts::config::SharedHttpClient,
+    keys: HashMap<RoleKey, RoleId>,
+    roles: Vec<Arc<Role>>,
+}
+
+impl SourcesBuilder {
+    /// Prepares the gateway's identity from `[identity]`; the AWS default chain
+    /// is only consulted (lazily) when an integration assumes a role without keys of its own.
+    pub fn new(config: &Config) -> Result<Self, ConfigError> {
+        let identity = match &config.identity.credentials {
+            Some(creds) => Some(SharedCredentialsProvider::new(aws_credential_types::Credentials::new(
+                creds.access_key_id.clone(),
+                creds.resolve_secret("[identity]")?,
+                None,
+                None,
+                "s3gate-config-identity",
+            ))),
+            None => None,
+        };
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+                aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+            ))
+            .build_https();
+        Ok(Self {
+            tuning: config.sts.clone(),
+            identity,
+            http,
+            keys: HashMap::new(),
+            roles: Vec::new(),
+        })
+    }
+
+    /// The source for one integration: static keys, or a (possibly shared) role.
+    pub async fn source(&mut self, ic: &IntegrationConfig) -> Result<CredentialSource, ConfigError> {
+        let ctx = ic.context();
+        let static_keys = match &ic.credentials {
+            Some(c) => Some((c.access_key_id.clone(), c.resolve_secret(&ctx)?)),
+            None => None,
+        };
+        let Some(arn) = &ic.role_arn else {
+            let (key, secret) = static_keys.ok_or_else(|| ConfigError::Invalid {
+                context: ctx,
+                field: "credentials",
+                message: "are missing".into(),
+            })?;
+            return Ok(CredentialSource::Static(Arc::new(Credentials::new(key, secret, None, None))));
+        };
+        let key = RoleKey {
+            arn: arn.clone(),
+            external_id: ic.external_id.clone(),
+            session_name: ic.session_name.clone().unwrap_or_else(|| "s3gate".into()),
+            duration_s: ic.session_duration_s,
+            sts_endpoint: ic.sts_endpoint.clone(),
+            sts_region: ic.sts_region.clone().unwrap_or_else(|| ic.region.clone()),
+            caller_access_key: static_keys.as_ref().map(|(k, _)| k.clone()),
+        };
+        if let Some(&id) = self.keys.get(&key) {
+            return Ok(CredentialSource::Role(self.roles[id].clone()));
+        }
+        let caller = match static_keys {
+            Some((k, secret)) => Some(SharedCredentialsProvider::new(aws_credential_types::Credentials::new(
+                k,
+                secret,
+                None,
+                None,
+                "s3gate-integration-keys",
+            ))),
+            None => self.identity.clone(),
+        };
+        let client = self.sts_client(&key, caller).await;
+        let id = self.roles.len();
+        let role = Arc::new(Role {
+            id,
+            arn: key.arn.clone(),
+            external_id: key.external_id.clone(),
+            session_name: key.session_name.clone(),
+            duration_s: key.duration_s,
+            client,
+        });
+        self.keys.insert(key, id);
+        self.roles.push(role.clone());
+        Ok(CredentialSource::Role(role))
+    }
+
+    async fn sts_client(&self, key: &RoleKey, caller: Option<SharedCredentialsProvider>) -> aws_sdk_sts::Client {
+        use aws_config::{retry::RetryConfig, timeout::TimeoutConfig, BehaviorVersion, Region};
+        let timeout = Duration::from_secs(self.tuning.timeout_s);
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(self.http.clone())
+            .region(Region::new(key.sts_region.clone()))
+            .retry_config(RetryConfig::standard().with_max_attempts(2))
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(timeout.min(Duration::from_secs(3)))
+                    .operation_timeout(timeout)
+                    .build(),
+            );
+        if let Some(provider) = caller {
+            loader = loader.credentials_provider(provider);
+        }
+        if let Some(endpoint) = &key.sts_endpoint {
+            loader = loader.endpoint_url(endpoint);
+        }
+        aws_sdk_sts::Client::new(&loader.load().await)
+    }
+
+    /// The shared session cache.
+    pub fn finish(self, metrics: Metrics) -> Arc<Sessions> {
+        let cache = Cache::builder()
+            .max_capacity(self.roles.len().max(1) as u64)
+            // One second more than the signing margin: a session the cache
+            // returns always leaves at least a second to sign with.
+            .expire_after(SessionExpiry {
+                margin: Duration::from_secs(self.tuning.expiry_margin_s + 1),
+            })
+            .build();
+        Arc::new(Sessions {
+            roles: self.roles,
+            cache,
+            health: Mutex::new(HashMap::new()),
+            tuning: self.tuning,
+            metrics,
+        })
+    }
+}
+
+impl Sessions {
+    /// Current credentials of `role`, for `integration`; never expired ones.
+    pub async fn get(self: &Arc<Self>, role: &Arc<Role>, integration: &str) -> Result<Arc<Credentials>, Error> {
+        if let Some(session) = self.cache.get(&role.id).await {
+            self.metrics.credential_hits.inc();
+            if SystemTime::now() >= session.refresh_at {
+                self.refresh_in_background(role);
+            }
+            return Ok(session.credentials.clone());
+        }
+        self.metrics.credential_misses.inc();
+        if let Some(failure) = self.backing_off(role.id) {
+            return Err(failure.to_error(integration));
+        }
+        let this = self.clone();
+        let fetch = {
+            let role = role.clone();
+            async move { this.assume(&role).await }
+        };
+        match self.cache.try_get_with(role.id, fetch).await {
+            Ok(session) => Ok(session.credentials.clone()),
+            Err(failure) => Err(failure.to_error(integration)),
+        }
+    }
+
+    /// Seconds until `role`'s last fetched session expires, if one was fetched.
+    pub fn seconds_left(&self, role: &Role) -> Option<f64> {
+        let health = self.health.lock().unwrap_or_else(PoisonError::into_inner);
+        let expiry = health.get(&role.id)?.expires_at?;
+        Some(expiry.duration_since(SystemTime::now()).unwrap_or_default().as_secs_f64())
+    }
+
+    /// How long before their expiry session credentials stop being used.
+    pub fn expiry_margin(&self) -> Duration {
+        Duration::from_secs(self.tuning.expiry_margin_s)
+    }
+
+    /// The last failure while a retry is not yet due.
+    fn backing_off(&self, id: RoleId) -> Option<StsFailure> {
+        let health = self.health.lock().unwrap_or_else(PoisonError::into_inner);
+        let h = health.get(&id)?;
+        match h.retry_at {
+            Some(at) if Instant::now() < at => h.last_failure.clone(),
+            _ => None,
+        }
+    }
+
+    fn refresh_in_background(self: &Arc<Self>, role: &Arc<Role>) {
+        {
+            let mut health = self.health.lock().unwrap_or_else(PoisonError::into_inner);
+            let h = health.entry(role.id).or_default();
+            if h.refreshing || h.retry_at.is_some_and(|at| Instant::now() < at) {
+                return;
+            }
+            h.refreshing = true;
+        }
+        let this = self.clone();
+        let role = role.clone();
+        tokio::spawn(async move {
+            if let Ok(session) = this.assume(&role).await {
+                this.cache.insert(role.id, session).await;
+            }
+            let mut health = this.health.lock().unwrap_or_else(PoisonError::into_inner);
+            health.entry(role.id).or_default().refreshing = false;
+        });
+    }
+
+    /// One AssumeRole call; records its outcome for the backoff.
+    async fn assume(&self, role: &Role) -> Result<Arc<Session>, StsFailure> {
+        self.metrics.sts_calls.with_label_values(&[&role.arn]).inc();
+        let started = SystemTime::now();
+        let result = self.call_sts(role).await;
+        let mut health = self.health.lock().unwrap_or_else(PoisonError::into_inner);
+        let h = health.entry(role.id).or_default();
+        match result {
+            Ok(credentials) => {
+                let expiry = credentials.expires_at().unwrap_or(started);
+                let lifetime = expiry.duration_since(started).unwrap_or_default();
+                let margin = Duration::from_secs(self.tuning.refresh_margin_s)
+                    .min(lifetime.mul_f64(self.tuning.refresh_margin_ratio));
+                tracing::info!(role = %role.arn, lifetime_s = lifetime.as_secs(), "assumed role");
+                h.failures = 0;
+                h.retry_at = None;
+                h.last_failure = None;
+                h.expires_at = Some(expiry);
+                Ok(Arc::new(Session {
+                    credentials: Arc::new(credentials),
+                    refresh_at: expiry - margin,
+                }))
+            }
+            Err(failure) => {
+                self.metrics.sts_failures.with_label_values(&[&role.arn, &failure.code]).inc();
+                h.failures += 1;
+                let delay = backoff(h.failures, &self.tuning);
+                h.retry_at = Some(Instant::now() + delay);
+                h.last_failure = Some(failure.clone());
+                tracing::warn!(role = %role.arn, code = %failure.code, message = %failure.message, retry_in_ms = delay.as_millis() as u64, "AssumeRole failed");
+                Err(failure)
+            }
+        }
+    }
+
+    async fn call_sts(&self, role: &Role) -> Result<Credentials, StsFailure> {
+        let mut request = role
+            .client
+            .assume_role()
+            .role_arn(&role.arn)
+            .role_session_name(&role.session_name)
+            .set_external_id(role.external_id.clone());
+        if let Some(d) = role.duration_s {
+            request = request.duration_seconds(d as i32);
+        }
+        let output = request.send().await.map_err(sts_failure)?;
+        let c = output.credentials.ok_or_else(|| StsFailure {
+            code: "MissingCredentials".into(),
+            message: "AssumeRole answered without credentials".into(),
+            refused: false,
+        })?;
+        let expiry = SystemTime::try_from(c.expiration).map_err(|e| StsFailure {
+            code: "InvalidExpiration".into(),
+            message: e.to_string(),
+            refused: false,
+        })?;
+        Ok(Credentials::new(c.access_key_id, c.secret_access_key, Some(c.session_token), Some(expiry)))
+    }
+}
+
+/// Full-jitter exponential backoff: uniform in [base·2ⁿ⁻¹ / 2, base·2ⁿ⁻¹], capped.
+fn backoff(failures: u32, tuning: &StsConfig) -> Duration {
+    let exp = tuning.retry_base_ms.saturating_mul(1 << failures.saturating_sub(1).min(20));
+    let ceiling = exp.min(tuning.retry_max_ms);
+    let jitter = (uuid::Uuid::new_v4().as_u128() as u64) % (ceiling / 2 + 1);
+    Duration::from_millis(ceiling - jitter)
+}
+
+/// Classifies an AssumeRole failure. STS refusing (the role, its trust policy
+/// or the gateway's identity is wrong) is told apart from STS being unavailable.
+fn sts_failure(error: SdkError<AssumeRoleError, HttpResponse>) -> StsFailure {
+    match &error {
+        SdkError::ServiceError(e) => {
+            // Some STS implementations nest <Error> differently; read the body then.
+            let body = e.raw().body().bytes().unwrap_or_default();
+            let body = String::from_utf8_lossy(body);
+            let code = e
+                .err()
+                .code()
+                .map(str::to_owned)
+                .or_else(|| xml_field(&body, "Code"))
+                .unwrap_or_else(|| format!("HTTP{}", e.raw().status().as_u16()));
+            let message = e
+                .err()
+                .message()
+                .map(str::to_owned)
+                .or_else(|| xml_field(&body, "Message"))
+                .unwrap_or_default();
+            let unavailable = e.raw().status().is_server_error()
+                || matches!(code.as_str(), "Throttling" | "ThrottlingException" | "RequestTimeout");
+            StsFailure {
+                code,
+                message,
+                refused: !unavailable,
+            }
+        }
+        SdkError::TimeoutError(_) => StsFailure {
+            code: "TimeoutError".into(),
+            message: "STS did not answer in time".into(),
+            refused: false,
+        },
+        SdkError::DispatchFailure(e) => StsFailure {
+            code: "DispatchFailure".into(),
+            message: match e.as_connector_error() {
+                Some(c) => format!("cannot reach STS: {}", source_chain(c)),
+                None => format!("cannot reach STS: {e:?}"),
+            },
+            refused: false,
+        },
+        SdkError::ConstructionFailure(_) => StsFailure {
+            code: "NoGatewayIdentity".into(),
+            message: format!("cannot sign the STS call: {}", source_chain(&error)),
+            refused: true,
+        },
+        _ => StsFailure {
+            code: "ResponseError".into(),
+            message: source_chain(&error),
+            refused: false,
+        },
+    }
+}
+
+/// The text of the first `<name>` element in `xml`.
+fn xml_field(xml: &str, name: &str) -> Option<String> {
+    let start = xml.find(&format!("<{name}>"))? + name.len() + 2;
+    let end = start + xml[start..].find(&format!("</{name}>"))?;
+    Some(xml[start..end].to_owned())
+}
+
+fn source_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        message.push_str(": ");
+        message.push_str(&e.to_string());
+        source = e.source();
+    }
+    message
 }
 
 impl CredentialSource {
     /// Current credentials for `integration`; never expired ones.
-    pub async fn get(&self, integration: &str) -> Result<Arc<Credentials>, Error> {
+    pub async fn get(&self, sessions: &Arc<Sessions>, integration: &str) -> Result<Arc<Credentials>, Error> {
         match self {
-            CredentialSource::Static(creds) => {
-                let _ = integration;
-                Ok(creds.clone())
-            }
+            CredentialSource::Static(creds) => Ok(creds.clone()),
+            CredentialSource::Role(role) => sessions.get(role, integration).await,
         }
     }
 }

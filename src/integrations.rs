@@ -10,10 +10,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::config::{Config, ConfigError, Delivery, IntegrationConfig};
-use crate::credentials::CredentialSource;
+use crate::credentials::{CredentialSource, Sessions, SourcesBuilder};
 use crate::endpoint::{Address, Endpoint, Origin, View};
 use crate::error::Error;
 use crate::locator::{AccessPointArn, Locator, Target};
+use crate::metrics::Metrics;
 use crate::sigv4::Credentials;
 
 /// One customer store, ready to sign for.
@@ -33,10 +34,15 @@ pub struct Integration {
     pub delivery: Delivery,
     /// Where its credentials come from.
     pub credentials: CredentialSource,
+    sessions: Arc<Sessions>,
 }
 
 impl Integration {
-    fn from_config(config: &IntegrationConfig) -> Result<Self, ConfigError> {
+    fn from_config(
+        config: &IntegrationConfig,
+        credentials: CredentialSource,
+        sessions: Arc<Sessions>,
+    ) -> Result<Self, ConfigError> {
         let ctx = config.context();
         let invalid = |field, message: String| ConfigError::Invalid {
             context: ctx.clone(),
@@ -59,23 +65,6 @@ impl Integration {
         } else {
             Endpoint::aws(&config.region, config.force_path_style.unwrap_or(false))
         };
-        let credentials =
-            match &config.credentials {
-                Some(creds) => {
-                    let secret = creds.resolve_secret(&ctx)?;
-                    CredentialSource::Static(Arc::new(Credentials::new(
-                        creds.access_key_id.clone(),
-                        secret,
-                        None,
-                        None,
-                    )))
-                }
-                None => return Err(invalid(
-                    "role_arn",
-                    "assuming roles is not supported by this build; use [integrations.credentials]"
-                        .into(),
-                )),
-            };
         Ok(Self {
             name: config.name.clone(),
             region: config.region.clone(),
@@ -84,6 +73,7 @@ impl Integration {
             presign_ttl_s: config.presign_ttl_s,
             delivery: config.delivery,
             credentials,
+            sessions,
         })
     }
 
@@ -94,7 +84,23 @@ impl Integration {
 
     /// Current signing credentials.
     pub async fn credentials(&self) -> Result<Arc<Credentials>, Error> {
-        self.credentials.get(&self.name).await
+        self.credentials.get(&self.sessions, &self.name).await
+    }
+
+    /// How long before their expiry its credentials stop being used.
+    pub fn expiry_margin(&self) -> std::time::Duration {
+        match self.credentials {
+            CredentialSource::Static(_) => std::time::Duration::ZERO,
+            CredentialSource::Role(_) => self.sessions.expiry_margin(),
+        }
+    }
+
+    /// Seconds until its session credentials expire (roles that have fetched one).
+    pub fn credentials_seconds_left(&self) -> Option<f64> {
+        match &self.credentials {
+            CredentialSource::Static(_) => None,
+            CredentialSource::Role(role) => self.sessions.seconds_left(role),
+        }
     }
 }
 
@@ -130,11 +136,18 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Builds the registry from a validated config.
-    pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
-        let mut registry = Registry::default();
+    /// Builds the registry from a validated config. Nothing is fetched yet:
+    /// sessions are assumed on first use.
+    pub async fn from_config(config: &Config, metrics: &Metrics) -> Result<Self, ConfigError> {
+        let mut sources = SourcesBuilder::new(config)?;
+        let mut built = Vec::with_capacity(config.integrations.len());
         for ic in &config.integrations {
-            let integration = Arc::new(Integration::from_config(ic)?);
+            built.push(sources.source(ic).await?);
+        }
+        let sessions = sources.finish(metrics.clone());
+        let mut registry = Registry::default();
+        for (ic, source) in config.integrations.iter().zip(built) {
+            let integration = Arc::new(Integration::from_config(ic, source, sessions.clone())?);
             if ic.default {
                 let buckets = ic.buckets.iter().cloned().collect();
                 registry.default = Some((integration.clone(), buckets));

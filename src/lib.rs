@@ -20,6 +20,7 @@ pub mod endpoint;
 pub mod error;
 pub mod integrations;
 pub mod locator;
+pub mod metrics;
 pub mod presign;
 pub mod response;
 pub mod server;

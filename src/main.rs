@@ -51,29 +51,33 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
-    let result = match cli.command {
-        Command::Serve { config } => load(&config).and_then(serve),
-        Command::Check { config } => load(&config).map(|c| {
-            println!(
-                "{}: ok ({} integrations)",
-                config.display(),
-                c.integrations.len()
-            );
-        }),
-        Command::Presign {
-            config,
-            locator,
-            expires,
-        } => load(&config).and_then(|c| presign_one(c, &locator, expires)),
-        #[cfg(feature = "embedded-store")]
-        Command::Demo(args) => runtime().and_then(|rt| rt.block_on(s3gate::demo::run(args))),
-    };
+    let result = tokio::runtime::Runtime::new()
+        .map_err(|e| format!("cannot start the runtime: {e}"))
+        .and_then(|rt| rt.block_on(run(cli.command)));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("s3gate: {message}");
             ExitCode::FAILURE
         }
+    }
+}
+
+async fn run(command: Command) -> Result<(), String> {
+    match command {
+        Command::Serve { config } => serve(load(&config).await?).await,
+        Command::Check { config } => {
+            let (c, _) = load(&config).await?;
+            println!("{}: ok ({} integrations)", config.display(), c.integrations.len());
+            Ok(())
+        }
+        Command::Presign {
+            config,
+            locator,
+            expires,
+        } => presign_one(load(&config).await?, &locator, expires).await,
+        #[cfg(feature = "embedded-store")]
+        Command::Demo(args) => s3gate::demo::run(args).await,
     }
 }
 
@@ -87,52 +91,36 @@ fn init_logging() {
         .init();
 }
 
-/// Loads the config and builds the app, so that `check` catches what `serve` would.
-fn load(path: &std::path::Path) -> Result<Config, String> {
+/// Loads the config and builds the app, so that `check` catches what `serve`
+/// would; contacts no upstream.
+async fn load(path: &std::path::Path) -> Result<(Config, App), String> {
     let config = Config::load(path).map_err(|e| e.to_string())?;
-    App::new(&config).map_err(|e| e.to_string())?;
-    Ok(config)
+    let app = App::new(&config).await.map_err(|e| e.to_string())?;
+    Ok((config, app))
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, String> {
-    tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))
+async fn serve((config, app): (Config, App)) -> Result<(), String> {
+    let tls = config.server.tls.as_ref().map(server::tls_acceptor).transpose()?;
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.server.listen))?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!("listening on {scheme}://{addr}");
+    let grace = Duration::from_secs(config.server.shutdown_grace_s);
+    server::serve(listener, Arc::new(app), tls, server::shutdown_signal(), grace)
+        .await
+        .map_err(|e| e.to_string())
 }
 
-fn serve(config: Config) -> Result<(), String> {
-    runtime()?.block_on(async move {
-        let app = Arc::new(App::new(&config).map_err(|e| e.to_string())?);
-        let tls = config
-            .server
-            .tls
-            .as_ref()
-            .map(server::tls_acceptor)
-            .transpose()?;
-        let listener = tokio::net::TcpListener::bind(config.server.listen)
-            .await
-            .map_err(|e| format!("cannot listen on {}: {e}", config.server.listen))?;
-        let scheme = if tls.is_some() { "https" } else { "http" };
-        tracing::info!(
-            "listening on {scheme}://{}",
-            listener.local_addr().map_err(|e| e.to_string())?
-        );
-        let grace = Duration::from_secs(config.server.shutdown_grace_s);
-        server::serve(listener, app, tls, server::shutdown_signal(), grace)
-            .await
-            .map_err(|e| e.to_string())
-    })
-}
-
-fn presign_one(config: Config, locator: &str, expires: Option<u64>) -> Result<(), String> {
-    runtime()?.block_on(async move {
-        let app = App::new(&config).map_err(|e| e.to_string())?;
-        let options = PresignOptions {
-            expires_s: expires,
-            ..Default::default()
-        };
-        let presigned = presign::presign(app.registry(), locator, &options, SystemTime::now())
-            .await
-            .map_err(|e| e.to_string())?;
-        println!("{}", presigned.url);
-        Ok(())
-    })
+async fn presign_one((_, app): (Config, App), locator: &str, expires: Option<u64>) -> Result<(), String> {
+    let options = PresignOptions {
+        expires_s: expires,
+        ..Default::default()
+    };
+    let presigned = presign::presign(app.registry(), locator, &options, SystemTime::now())
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("{}", presigned.url);
+    Ok(())
 }

@@ -8,13 +8,9 @@ use serde::Serialize;
 use crate::config::MAX_PRESIGN_TTL_S;
 use crate::endpoint::View;
 use crate::error::Error;
-use crate::integrations::{Registry, Resolved};
+use crate::integrations::{Integration, Registry, Resolved};
 use crate::locator::Locator;
 use crate::sigv4::{self, Credentials, SigningRequest};
-
-/// Seconds of a session's life a presigned URL leaves unused, so that it never
-/// outlives the credentials that signed it.
-pub const SESSION_MARGIN_S: u64 = 30;
 
 /// The method a presigned URL is for.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -103,12 +99,8 @@ pub fn sign(
     now: SystemTime,
 ) -> Result<Presigned, Error> {
     let integration = &resolved.integration;
-    let expires_s = lifetime(
-        options.expires_s.unwrap_or(integration.presign_ttl_s),
-        credentials,
-        now,
-        &integration.name,
-    )?;
+    let requested = options.expires_s.unwrap_or(integration.presign_ttl_s);
+    let expires_s = lifetime(requested, credentials, now, integration)?;
     let address = resolved.address(View::Public);
     let version_id = options
         .version_id
@@ -146,7 +138,7 @@ fn lifetime(
     requested: u64,
     credentials: &Credentials,
     now: SystemTime,
-    integration: &str,
+    integration: &Integration,
 ) -> Result<u64, Error> {
     if requested == 0 || requested > MAX_PRESIGN_TTL_S {
         return Err(Error::InvalidParameter {
@@ -157,13 +149,13 @@ fn lifetime(
     let Some(expiry) = credentials.expires_at() else {
         return Ok(requested);
     };
-    let left = expiry.duration_since(now).unwrap_or_default().as_secs();
-    match left.checked_sub(SESSION_MARGIN_S) {
-        Some(usable) if usable > 0 => Ok(requested.min(usable)),
-        _ => Err(Error::CredentialsUnavailable {
-            integration: integration.to_owned(),
+    let left = expiry.duration_since(now).unwrap_or_default();
+    match left.saturating_sub(integration.expiry_margin()).as_secs() {
+        0 => Err(Error::CredentialsUnavailable {
+            integration: integration.name.clone(),
             reason: "the session credentials expire too soon to sign with".into(),
         }),
+        usable => Ok(requested.min(usable)),
     }
 }
 

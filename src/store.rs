@@ -6,7 +6,9 @@
 //! sees each request before the store does (the tests use it to enforce session
 //! tokens), and every request is counted.
 
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -21,7 +23,11 @@ use tokio::sync::watch;
 pub use s3s::auth::SimpleAuth;
 
 /// Decides whether a request may reach the store; `Err` is answered `403 AccessDenied`.
-pub type Gate = Arc<dyn Fn(&http::request::Parts) -> Result<(), String> + Send + Sync>;
+pub type Gate = Arc<
+    dyn Fn(&http::request::Parts) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>>
+        + Send
+        + Sync,
+>;
 
 /// A running embedded store; stops when dropped.
 pub struct EmbeddedStore {
@@ -148,7 +154,7 @@ async fn handle(
 ) -> Result<http::Response<s3s::Body>, s3s::HttpError> {
     if let Some(gate) = gate {
         let (parts, body) = request.into_parts();
-        if let Err(reason) = gate(&parts) {
+        if let Err(reason) = gate(&parts).await {
             return Ok(access_denied(&reason));
         }
         let request = http::Request::from_parts(parts, s3s::Body::from(body));

@@ -13,7 +13,9 @@ fn integration(body: &str) -> String {
 
 fn error_of(text: &str) -> String {
     support::init();
-    match Config::parse(text).and_then(|c| App::new(&c).map(|_| ())) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let built = Config::parse(text).and_then(|c| runtime.block_on(App::new(&c)).map(|_| ()));
+    match built {
         Ok(()) => panic!("config should be refused:\n{text}"),
         Err(e) => e.to_string(),
     }
@@ -37,6 +39,8 @@ fn example_config_is_valid() {
         .unwrap();
     let config = Config::parse(&text).unwrap_or_else(|e| panic!("config.example.toml: {e}"));
     assert_eq!(config.integrations.len(), 2);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(App::new(&config)).unwrap_or_else(|e| panic!("config.example.toml: {e}"));
 }
 
 #[test]

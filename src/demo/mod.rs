@@ -104,7 +104,7 @@ pub async fn run(args: DemoArgs) -> Result<(), String> {
     std::fs::write(&config_file, &config_text)
         .map_err(|e| format!("cannot write {}: {e}", config_file.display()))?;
     let config = Config::load(&config_file).map_err(|e| e.to_string())?;
-    let app = Arc::new(App::new(&config).map_err(|e| e.to_string())?);
+    let app = Arc::new(App::new(&config).await.map_err(|e| e.to_string())?);
     let listener = bind(args.listen).await?;
     let gateway = format!(
         "http://{}",

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod memstore;
+pub mod moto;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -98,7 +99,8 @@ impl Gateway {
     pub async fn start(config: &str) -> Self {
         init();
         let config = Config::parse(config).unwrap_or_else(|e| panic!("test config: {e}"));
-        let app = Arc::new(App::new(&config).unwrap_or_else(|e| panic!("test config: {e}")));
+        let app = App::new(&config).await;
+        let app = Arc::new(app.unwrap_or_else(|e| panic!("test config: {e}")));
         let listener = loopback().await;
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -170,12 +172,15 @@ pub async fn presign(
     locator: &str,
     extra: &[(&str, &str)],
 ) -> (u16, serde_json::Value) {
-    let mut query = form_urlencoded::Serializer::new(String::new());
-    query.append_pair("locator", locator);
-    for (k, v) in extra {
-        query.append_pair(k, v);
-    }
-    let url = gateway.url(&format!("/v1/presign?{}", query.finish()));
+    let query = {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        query.append_pair("locator", locator);
+        for (k, v) in extra {
+            query.append_pair(k, v);
+        }
+        query.finish()
+    };
+    let url = gateway.url(&format!("/v1/presign?{query}"));
     let response = client().get(url).send().await.unwrap();
     let status = response.status().as_u16();
     (status, response.json().await.unwrap())

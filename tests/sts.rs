@@ -1,0 +1,244 @@
+//! AssumeRole with an external ID against a real STS (moto): session
+//! credentials cached per role, refreshed ahead of expiry, coalesced on a cold
+//! cache, served through an STS outage while valid, and never used expired.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::moto::{session_store, Moto, Relay};
+use support::*;
+
+const EXTERNAL_ID: &str = "s3gate-ext-7f3a9c";
+
+/// moto, a relay in front of it, a session-token-enforcing store and a folder.
+struct World {
+    moto: Moto,
+    relay: Relay,
+    store: s3gate::store::EmbeddedStore,
+    dir: tempfile::TempDir,
+}
+
+impl World {
+    async fn start() -> Self {
+        init();
+        let moto = Moto::start(&[("reader", EXTERNAL_ID)]);
+        let relay = Relay::start(moto.url.trim_start_matches("http://").parse().unwrap()).await;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("store/media")).unwrap();
+        std::fs::write(dir.path().join("store/media/cat.jpg"), b"meow").unwrap();
+        let store = session_store(&moto.url, &dir.path().join("store")).await;
+        Self { moto, relay, store, dir }
+    }
+
+    fn role_arn(&self) -> &str {
+        &self.moto.setup.roles["reader"]
+    }
+
+    /// A config whose identity is `(key, secret)` and whose integrations are `integrations`.
+    fn config(&self, identity: (&str, &str), sts: &str, integrations: &str) -> String {
+        let secret_file = self.dir.path().join(format!("identity-{}", identity.0));
+        std::fs::write(&secret_file, identity.1).unwrap();
+        format!(
+            "[identity.credentials]\naccess_key_id = \"{}\"\nsecret_access_key_file = \"{}\"\n\n[sts]\n{sts}\n\n{integrations}",
+            identity.0,
+            secret_file.display()
+        )
+    }
+
+    /// One default integration for `media` assuming the reader role.
+    fn integration(&self, name: &str, external_id: &str, extra: &str) -> String {
+        format!(
+            "[[integrations]]\nname = \"{name}\"\ndefault = true\nbuckets = [\"media\"]\nendpoint_url = \"{}\"\nrole_arn = \"{}\"\nexternal_id = \"{external_id}\"\nsts_endpoint = \"{}\"\n{extra}\n",
+            self.store.url(),
+            self.role_arn(),
+            self.relay.url()
+        )
+    }
+
+    fn gateway_identity(&self) -> (&str, &str) {
+        (&self.moto.setup.access_key_id, &self.moto.setup.secret_access_key)
+    }
+}
+
+fn query_param<'a>(url: &'a str, name: &str) -> Option<&'a str> {
+    let query = url.split_once('?')?.1;
+    query.split('&').find_map(|p| p.strip_prefix(name)?.strip_prefix('='))
+}
+
+#[tokio::test]
+async fn presigns_with_the_role_session_and_its_token() {
+    let world = World::start().await;
+    let config = world.config(world.gateway_identity(), "", &world.integration("acme", EXTERNAL_ID, ""));
+    let gateway = Gateway::start(&config).await;
+    let (status, body) = presign(&gateway, "s3://media/cat.jpg", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let url = body["url"].as_str().unwrap();
+
+    let sessions = world.moto.assumed_roles().await;
+    assert_eq!(sessions.len(), 1);
+    let session = &sessions[0];
+    assert_eq!(session.external_id.as_deref(), Some(EXTERNAL_ID));
+    assert_eq!(session.role_arn, world.role_arn());
+    let credential = query_param(url, "X-Amz-Credential").unwrap();
+    assert!(credential.starts_with(&format!("{}%2F", session.access_key_id)), "{credential}");
+    assert!(query_param(url, "X-Amz-Security-Token").is_some());
+    assert_eq!(fetch(url).await, (200, b"meow".to_vec()));
+
+    // The store enforces the token: without it the same URL is refused.
+    let token = query_param(url, "X-Amz-Security-Token").unwrap();
+    let stripped = url.replace(&format!("&X-Amz-Security-Token={token}"), "");
+    assert_ne!(stripped, url);
+    assert_eq!(fetch(&stripped).await.0, 403);
+}
+
+#[tokio::test]
+async fn a_refused_role_is_a_clear_502_and_never_reaches_the_store() {
+    let world = World::start().await;
+    let wrong_id = world.integration("wrong-id", "not-the-external-id", "");
+    let config = world.config(world.gateway_identity(), "", &wrong_id);
+    let gateway = Gateway::start(&config).await;
+    let (status, body) = presign(&gateway, "s3://media/cat.jpg", &[]).await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["error"]["code"], "UpstreamAuthFailed");
+    let message = body["error"]["message"].as_str().unwrap();
+    for part in ["\"wrong-id\"", "AccessDenied", "trust policy", "external_id"] {
+        assert!(message.contains(part), "{message:?} should mention {part}");
+    }
+    assert!(!message.contains(&world.moto.setup.secret_access_key));
+
+    // An identity the trust policy does not name.
+    let stranger = (world.moto.setup.stranger_access_key_id.as_str(), world.moto.setup.stranger_secret_access_key.as_str());
+    let config = world.config(stranger, "", &world.integration("stranger", EXTERNAL_ID, ""));
+    let gateway = Gateway::start(&config).await;
+    let (status, body) = presign(&gateway, "s3://media/cat.jpg", &[]).await;
+    assert_eq!(status, 502, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("AccessDenied"));
+    assert!(!body.to_string().contains(stranger.1));
+
+    assert!(world.moto.assumed_roles().await.is_empty());
+    assert_eq!(world.store.requests(), 0);
+}
+
+#[tokio::test]
+async fn concurrent_cold_requests_make_one_assume_role_call() {
+    let world = World::start().await;
+    // Two integrations sharing the role and external ID share one session.
+    let shared = format!(
+        "{}\n{}",
+        world.integration("first", EXTERNAL_ID, ""),
+        world.integration("second", EXTERNAL_ID, "").replace("default = true\nbuckets = [\"media\"]", "bucket = \"media-two\"")
+    );
+    let config = world.config(world.gateway_identity(), "", &shared);
+    let gateway = std::sync::Arc::new(Gateway::start(&config).await);
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let gateway = gateway.clone();
+        let bucket = if i % 2 == 0 { "media" } else { "media-two" };
+        tasks.push(tokio::spawn(async move { presign(&gateway, &format!("s3://{bucket}/cat.jpg"), &[]).await }));
+    }
+    for task in tasks {
+        let (status, body) = task.await.unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(world.moto.assumed_roles().await.len(), 1, "exactly one AssumeRole");
+    let metrics = client().get(gateway.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(&format!("s3gate_sts_calls_total{{role=\"{}\"}} 1", world.role_arn())), "{metrics}");
+    assert!(metrics.contains("s3gate_credential_expiry_seconds{integration=\"first\"}"), "{metrics}");
+}
+
+#[tokio::test]
+async fn short_sessions_are_refreshed_before_they_expire() {
+    let world = World::start().await;
+    // 8 s sessions, refreshed with half their life left, never used in their last second.
+    let sts = "refresh_margin_ratio = 0.5\nexpiry_margin_s = 1\nretry_base_ms = 50\nretry_max_ms = 200";
+    let config = world.config(world.gateway_identity(), sts, &world.integration("acme", EXTERNAL_ID, "session_duration_s = 8"));
+    let gateway = Gateway::start(&config).await;
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let mut served = 0;
+    let mut keys = std::collections::HashSet::new();
+    // Keep requesting across at least two session boundaries; every request must succeed.
+    while keys.len() < 3 {
+        assert!(Instant::now() < deadline, "sessions were not refreshed: {} keys in {served} requests", keys.len());
+        let (status, body) = presign(&gateway, "s3://media/cat.jpg", &[("expires", "60")]).await;
+        assert_eq!(status, 200, "request {served} failed: {body}");
+        let url = body["url"].as_str().unwrap();
+        assert_eq!(fetch(url).await, (200, b"meow".to_vec()), "request {served}");
+        let expires: u64 = query_param(url, "X-Amz-Expires").unwrap().parse().unwrap();
+        assert!((1..=7).contains(&expires), "capped at the session's usable life, got {expires}");
+        keys.insert(query_param(url, "X-Amz-Credential").unwrap().split("%2F").next().unwrap().to_owned());
+        served += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await; // pacing of the request stream
+    }
+    // Refreshed ahead: about one session per 4 s, not one per request.
+    let sessions = world.moto.assumed_roles().await.len();
+    assert!(sessions >= 3 && sessions <= 4, "{sessions} sessions for {served} requests");
+    // And in the background: only the very first request waited for STS.
+    let metrics = client().get(gateway.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("s3gate_credential_cache_misses_total 1\n"), "{metrics}");
+}
+
+#[tokio::test]
+async fn serves_through_an_sts_outage_until_expiry_then_recovers() {
+    let world = World::start().await;
+    let sts = "refresh_margin_ratio = 0.5\nexpiry_margin_s = 1\nretry_base_ms = 50\nretry_max_ms = 200";
+    let config = world.config(world.gateway_identity(), sts, &world.integration("acme", EXTERNAL_ID, "session_duration_s = 6"));
+    let gateway = Gateway::start(&config).await;
+    let (status, body) = presign(&gateway, "s3://media/cat.jpg", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let first_expiry = body["expires_at"].as_str().unwrap().to_owned();
+
+    world.relay.set_up(false);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut served_during_outage = 0;
+    let failure = loop {
+        assert!(Instant::now() < deadline, "credentials never expired");
+        let (status, body) = presign(&gateway, "s3://media/cat.jpg", &[]).await;
+        match status {
+            200 => {
+                // Still the first session: its URLs never outlive it.
+                assert!(body["expires_at"].as_str().unwrap() <= first_expiry.as_str(), "{body}");
+                assert_eq!(fetch(body["url"].as_str().unwrap()).await.0, 200);
+                served_during_outage += 1;
+            }
+            _ => break (status, body),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await; // pacing
+    };
+    assert!(served_during_outage > 0, "valid credentials must keep serving while STS is down");
+    let (status, body) = failure;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "CredentialsUnavailable");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("\"acme\"") && message.contains("DispatchFailure"), "{message}");
+
+    world.relay.set_up(true);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        assert!(Instant::now() < deadline, "did not recover after STS came back");
+        let (status, body) = presign(&gateway, "s3://media/cat.jpg", &[]).await;
+        if status == 200 {
+            assert_eq!(fetch(body["url"].as_str().unwrap()).await, (200, b"meow".to_vec()));
+            break;
+        }
+        assert_eq!(status, 503, "{body}");
+        tokio::time::sleep(Duration::from_millis(100)).await; // pacing
+    }
+}
+
+#[tokio::test]
+async fn presign_lifetime_is_capped_at_the_session() {
+    let world = World::start().await;
+    let config = world.config(world.gateway_identity(), "expiry_margin_s = 30", &world.integration("acme", EXTERNAL_ID, "session_duration_s = 120"));
+    let gateway = Gateway::start(&config).await;
+    let before = std::time::SystemTime::now();
+    let (status, body) = presign(&gateway, "s3://media/cat.jpg", &[("expires", "3600")]).await;
+    assert_eq!(status, 200, "{body}");
+    let url = body["url"].as_str().unwrap();
+    let expires: u64 = query_param(url, "X-Amz-Expires").unwrap().parse().unwrap();
+    assert!((85..=90).contains(&expires), "120 s session - 30 s margin, got {expires}");
+    let expires_at = body["expires_at"].as_str().unwrap();
+    let bound = s3gate::sigv4::rfc3339(before + Duration::from_secs(92));
+    assert!(expires_at <= bound.as_str(), "{expires_at} > {bound}");
+    assert_eq!(fetch(url).await, (200, b"meow".to_vec()));
+}

@@ -1,0 +1,253 @@
+//! moto (a real STS and IAM implementation) on loopback, a relay in front of
+//! it that can cut STS off, and an embedded store that accepts moto's
+//! temporary credentials and enforces their session tokens.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use s3gate::store::{EmbeddedStore, Gate};
+use s3s::auth::{S3Auth, SecretKey};
+use s3s::{s3_error, S3Result};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::loopback;
+
+/// What `moto_setup.py` created.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Setup {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub stranger_access_key_id: String,
+    pub stranger_secret_access_key: String,
+    pub roles: std::collections::HashMap<String, String>,
+}
+
+/// One assumed role session, as moto records it.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct AssumedRole {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: String,
+    pub external_id: Option<String>,
+    pub role_arn: String,
+}
+
+/// A moto server process; killed on drop.
+pub struct Moto {
+    child: Child,
+    pub url: String,
+    pub setup: Setup,
+}
+
+fn venv_bin(tool: &str) -> PathBuf {
+    let venv = std::env::var_os("S3GATE_TEST_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv"));
+    let path = venv.join("bin").join(tool);
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/test, which installs the test components",
+        path.display()
+    );
+    path
+}
+
+impl Moto {
+    /// Starts moto and creates the gateway's user and one role per
+    /// `(name, external_id)`; moto's auth is on when this returns.
+    pub fn start(roles: &[(&str, &str)]) -> Self {
+        for _attempt in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let mut child = Command::new(venv_bin("moto_server"))
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start moto_server");
+            let url = format!("http://127.0.0.1:{port}");
+            if wait_ready(&url, &mut child) {
+                let setup = run_setup(&url, roles);
+                return Self { child, url, setup };
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("moto_server did not start");
+    }
+
+    /// Every role session moto has issued.
+    pub async fn assumed_roles(&self) -> Vec<AssumedRole> {
+        assumed_roles(&self.url).await
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls moto until it answers (at most 30 s), or until the process dies.
+fn wait_ready(url: &str, child: &mut Child) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        let ok = Command::new("curl")
+            .args(["-sf", "-o", "/dev/null", &format!("{url}/moto-api/")])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if ok {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+fn run_setup(url: &str, roles: &[(&str, &str)]) -> Setup {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/moto_setup.py");
+    let args: Vec<String> = roles.iter().map(|(n, e)| format!("{n}={e}")).collect();
+    let out = Command::new(venv_bin("python"))
+        .arg(script)
+        .arg(url)
+        .args(&args)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env_remove("AWS_ENDPOINT_URL")
+        .output()
+        .expect("run moto_setup.py");
+    assert!(out.status.success(), "moto_setup.py: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("moto_setup.py output")
+}
+
+async fn assumed_roles(url: &str) -> Vec<AssumedRole> {
+    let data: serde_json::Value = super::client()
+        .get(format!("{url}/moto-api/data.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    serde_json::from_value(data["sts"]["AssumedRole"].clone()).unwrap()
+}
+
+/// A TCP relay to `target` that can be switched off: while down, every
+/// connection is closed at once, as if STS were unreachable.
+pub struct Relay {
+    pub addr: SocketAddr,
+    up: Arc<AtomicBool>,
+}
+
+impl Relay {
+    /// Starts relaying to `target`.
+    pub async fn start(target: SocketAddr) -> Self {
+        let listener = loopback().await;
+        let addr = listener.local_addr().unwrap();
+        let up = Arc::new(AtomicBool::new(true));
+        tokio::spawn(relay_loop(listener, target, up.clone()));
+        Self { addr, up }
+    }
+
+    /// `http://ADDR`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Cuts or restores the route.
+    pub fn set_up(&self, up: bool) {
+        self.up.store(up, Ordering::SeqCst);
+    }
+}
+
+async fn relay_loop(listener: TcpListener, target: SocketAddr, up: Arc<AtomicBool>) {
+    while let Ok((mut inbound, _)) = listener.accept().await {
+        if !up.load(Ordering::SeqCst) {
+            drop(inbound);
+            continue;
+        }
+        let up = up.clone();
+        tokio::spawn(async move {
+            let Ok(mut outbound) = TcpStream::connect(target).await else { return };
+            // Keep-alive connections are cut too when the route goes down.
+            let copy = tokio::io::copy_bidirectional(&mut inbound, &mut outbound);
+            tokio::pin!(copy);
+            loop {
+                tokio::select! {
+                    _ = &mut copy => return,
+                    _ = tokio::time::sleep(Duration::from_millis(20)) => {
+                        if !up.load(Ordering::SeqCst) { return; }
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Secrets of moto's temporary credentials, looked up in moto's state.
+struct MotoAuth {
+    url: String,
+}
+
+#[async_trait::async_trait]
+impl S3Auth for MotoAuth {
+    async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
+        let roles = assumed_roles(&self.url).await;
+        match roles.into_iter().find(|r| r.access_key_id == access_key) {
+            Some(role) => Ok(SecretKey::from(role.secret_access_key)),
+            None => Err(s3_error!(InvalidAccessKeyId)),
+        }
+    }
+}
+
+/// The access key and session token a request carries, from headers or query.
+fn credential_and_token(parts: &http::request::Parts) -> (Option<String>, Option<String>) {
+    let query: Vec<(String, String)> = parts
+        .uri
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    let from_query = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let credential = from_query("X-Amz-Credential").or_else(|| {
+        header("authorization").and_then(|a| {
+            a.split("Credential=").nth(1).map(|c| c.split(',').next().unwrap_or("").to_owned())
+        })
+    });
+    let access_key = credential.map(|c| c.split('/').next().unwrap_or("").to_owned());
+    let token = from_query("X-Amz-Security-Token").or_else(|| header("x-amz-security-token"));
+    (access_key, token)
+}
+
+/// An embedded store that accepts moto's temporary keys and refuses a request
+/// whose session token is missing or not the one issued with its key.
+pub async fn session_store(moto_url: &str, root: &std::path::Path) -> EmbeddedStore {
+    let url = moto_url.to_owned();
+    let gate: Gate = Arc::new(move |parts| {
+        let (access_key, token) = credential_and_token(parts);
+        let url = url.clone();
+        Box::pin(async move {
+            let access_key = access_key.ok_or("no credential")?;
+            let roles = assumed_roles(&url).await;
+            let role = roles
+                .iter()
+                .find(|r| r.access_key_id == access_key)
+                .ok_or("unknown access key")?;
+            match token {
+                Some(t) if t == role.session_token => Ok(()),
+                Some(_) => Err("the session token does not match the access key".into()),
+                None => Err("the session token is missing".into()),
+            }
+        })
+    });
+    let auth = MotoAuth { url: moto_url.to_owned() };
+    EmbeddedStore::start(loopback().await, root, auth, Some(gate)).expect("store starts")
+}

@@ -1,0 +1,80 @@
+"""Sets up moto's IAM for the STS tests, then switches moto's auth on.
+
+Creates the gateway's IAM user (with keys and leave to call sts:AssumeRole)
+and one role per requested external ID whose trust policy names that user and
+demands the external ID. Prints the keys and role ARNs as JSON.
+
+usage: moto_setup.py MOTO_URL ROLE_NAME=EXTERNAL_ID [ROLE_NAME=EXTERNAL_ID ...]
+"""
+import json
+import sys
+import urllib.request
+
+import boto3
+
+ACCOUNT = "123456789012"
+
+
+def main():
+    url, roles = sys.argv[1], [a.split("=", 1) for a in sys.argv[2:]]
+    session = boto3.session.Session(
+        aws_access_key_id="setup", aws_secret_access_key="setup", region_name="us-east-1"
+    )
+    iam = session.client("iam", endpoint_url=url)
+    iam.create_user(UserName="s3gate")
+    iam.put_user_policy(
+        UserName="s3gate",
+        PolicyName="assume-customer-roles",
+        PolicyDocument=json.dumps({
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}],
+        }),
+    )
+    key = iam.create_access_key(UserName="s3gate")["AccessKey"]
+    # An identity that exists but that no trust policy names.
+    iam.create_user(UserName="stranger")
+    iam.put_user_policy(
+        UserName="stranger",
+        PolicyName="assume-anything",
+        PolicyDocument=json.dumps({
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}],
+        }),
+    )
+    stranger = iam.create_access_key(UserName="stranger")["AccessKey"]
+    arns = {}
+    for name, external_id in roles:
+        trust = {
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:user/s3gate"},
+                "Action": "sts:AssumeRole",
+                "Condition": {"StringEquals": {"sts:ExternalId": external_id}},
+            }],
+        }
+        role = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))
+        iam.put_role_policy(
+            RoleName=name,
+            PolicyName="read",
+            PolicyDocument=json.dumps({
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": ["s3:GetObject", "s3:ListBucket"], "Resource": "*"}],
+            }),
+        )
+        arns[name] = role["Role"]["Arn"]
+    request = urllib.request.Request(
+        url + "/moto-api/reset-auth", data=b"0", headers={"Content-Type": "text/plain"}, method="POST"
+    )
+    urllib.request.urlopen(request).read()
+    print(json.dumps({
+        "access_key_id": key["AccessKeyId"],
+        "secret_access_key": key["SecretAccessKey"],
+        "stranger_access_key_id": stranger["AccessKeyId"],
+        "stranger_secret_access_key": stranger["SecretAccessKey"],
+        "roles": arns,
+    }))
+
+
+if __name__ == "__main__":
+    main()
