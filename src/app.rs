@@ -1,37 +1,48 @@
 //! The request lifecycle, top to bottom, in one place:
-//! context → route → handler (parse → resolve → credentials → sign) →
-//! response → one access-log step, on success and error alike.
+//! context → API (JSON or S3) → route → handler (parse → resolve →
+//! credentials → sign → respond or stream) → one logging step for metrics and
+//! the access log, on success and error alike.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use bytes::Bytes;
-use http::{header, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
-use serde::Deserialize;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 
-use crate::config::{Config, ConfigError, ServerConfig};
+use crate::config::{Config, ConfigError, S3ApiConfig, ServerConfig, UpstreamConfig};
 use crate::error::{Error, Side};
 use crate::integrations::Registry;
 use crate::metrics::Metrics;
-use crate::presign::{self, parse_expires, PresignMethod, PresignOptions};
 use crate::response::{self, Body, BoxError};
 
 /// The gateway: configuration and registry, shared by every connection.
 #[derive(Debug)]
 pub struct App {
-    server: ServerConfig,
-    registry: Registry,
-    metrics: Metrics,
+    pub(crate) server: ServerConfig,
+    pub(crate) upstream: UpstreamConfig,
+    pub(crate) s3_api: S3ApiConfig,
+    pub(crate) registry: Registry,
+    pub(crate) metrics: Metrics,
     next_request: AtomicU64,
 }
 
+/// Which API a request speaks, and so how its errors are rendered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Api {
+    /// `/v1/*`, `/healthz`, `/metrics`: JSON errors.
+    Json,
+    /// Everything else: the S3-compatible front, S3 XML errors.
+    S3,
+}
+
 /// What the access log records of one request.
-struct Context {
-    id: u64,
+pub(crate) struct Context {
+    pub(crate) id: u64,
     start: Instant,
     method: Method,
     path: String,
+    api: Api,
+    route: &'static str,
 }
 
 impl App {
@@ -40,6 +51,8 @@ impl App {
         let metrics = Metrics::new();
         Ok(Self {
             server: config.server.clone(),
+            upstream: config.upstream.clone(),
+            s3_api: config.s3_api.clone(),
             registry: Registry::from_config(config, &metrics).await?,
             metrics,
             next_request: AtomicU64::new(1),
@@ -51,123 +64,101 @@ impl App {
         &self.registry
     }
 
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     /// Handles one request; never fails: errors become responses.
     pub async fn handle<B>(&self, request: Request<B>) -> Response<Body>
     where
         B: hyper::body::Body<Data = Bytes> + Send,
         B::Error: Into<BoxError>,
     {
+        let path = request.uri().path();
+        let (api, route) = classify(path);
         let ctx = Context {
             id: self.next_request.fetch_add(1, Ordering::Relaxed),
             start: Instant::now(),
             method: request.method().clone(),
-            path: request.uri().path().to_owned(),
+            path: path.to_owned(),
+            api,
+            route,
         };
         tracing::debug!(id = ctx.id, method = %ctx.method, path = %ctx.path, "request received");
-        let response = match self.route(request).await {
-            Ok(response) => response,
-            Err(error) => {
-                log_error(&ctx, &error);
-                response::json_error(&error)
-            }
+        let result = match api {
+            Api::Json => self.route_json(request).await,
+            Api::S3 => self.s3_request(request).await,
         };
+        let mut response = result.unwrap_or_else(|error| {
+            log_error(&ctx, &error);
+            match ctx.api {
+                Api::Json => response::json_error(&error),
+                Api::S3 => response::s3_error(&error, &ctx.path, &ctx.id.to_string()),
+            }
+        });
+        if let Ok(id) = HeaderValue::from_str(&ctx.id.to_string()) {
+            response.headers_mut().insert("x-request-id", id);
+        }
         self.log(&ctx, &response);
         response
     }
 
-    async fn route<B>(&self, request: Request<B>) -> Result<Response<Body>, Error>
+    async fn route_json<B>(&self, request: Request<B>) -> Result<Response<Body>, Error>
     where
         B: hyper::body::Body<Data = Bytes> + Send,
         B::Error: Into<BoxError>,
     {
         let method = request.method().clone();
+        let read = matches!(method, Method::GET | Method::HEAD);
         match request.uri().path() {
-            "/healthz" => match method {
-                Method::GET | Method::HEAD => Ok(response::text(StatusCode::OK, "ok\n")),
-                _ => Err(not_allowed(&method, "GET, HEAD")),
-            },
-            "/metrics" => match method {
-                Method::GET => Ok(self.metrics_page()),
-                _ => Err(not_allowed(&method, "GET")),
-            },
+            "/healthz" if read => Ok(response::text(StatusCode::OK, "ok\n")),
+            "/healthz" => Err(not_allowed(&method, "GET, HEAD")),
+            "/metrics" if method == Method::GET => Ok(self.metrics_page()),
+            "/metrics" => Err(not_allowed(&method, "GET")),
             "/v1/presign" => match method {
                 Method::GET => self.presign_one(request.uri().query().unwrap_or("")).await,
                 Method::POST => self.presign_batch(request).await,
                 _ => Err(not_allowed(&method, "GET, POST")),
             },
+            "/v1/object" if read => self.object(&request).await,
+            "/v1/object" => Err(not_allowed(&method, "GET, HEAD")),
+            "/v1/list" if method == Method::GET => {
+                self.list(request.uri().query().unwrap_or("")).await
+            }
+            "/v1/list" => Err(not_allowed(&method, "GET")),
             path => Err(Error::NoSuchRoute {
                 path: path.to_owned(),
             }),
         }
     }
 
-    /// `GET /v1/presign?locator=...`
-    async fn presign_one(&self, query: &str) -> Result<Response<Body>, Error> {
-        let params = PresignQuery::parse(query)?;
-        let locator = params.locator.ok_or(Error::InvalidParameter {
-            name: "locator",
-            reason: "is required".into(),
-        })?;
-        let presigned =
-            presign::presign(&self.registry, &locator, &params.options, SystemTime::now()).await?;
-        let body = serde_json::to_string(&presigned).map_err(|e| Error::Internal(e.to_string()))?;
-        Ok(response::json(StatusCode::OK, body))
-    }
-
-    /// `POST /v1/presign` with `{"locators":[...]}`: one result per locator, in order.
-    async fn presign_batch<B>(&self, request: Request<B>) -> Result<Response<Body>, Error>
-    where
-        B: hyper::body::Body<Data = Bytes> + Send,
-        B::Error: Into<BoxError>,
-    {
-        let body = read_body(request, self.server.max_body_bytes).await?;
-        let batch: BatchRequest =
-            serde_json::from_slice(&body).map_err(|e| Error::MalformedBody(e.to_string()))?;
-        if batch.locators.len() > self.server.max_batch {
-            return Err(Error::BatchTooLarge {
-                count: batch.locators.len(),
-                limit: self.server.max_batch,
-            });
-        }
-        let options = batch.options()?;
-        let now = SystemTime::now();
-        let mut results = Vec::with_capacity(batch.locators.len());
-        for locator in &batch.locators {
-            let item = match presign::presign(&self.registry, locator, &options, now).await {
-                Ok(p) => serde_json::json!({
-                    "locator": locator, "url": p.url, "expires_at": p.expires_at, "integration": p.integration,
-                }),
-                Err(e) => serde_json::json!({ "locator": locator, "error": e.to_json() }),
-            };
-            results.push(item);
-        }
-        let body = serde_json::json!({ "results": results }).to_string();
-        Ok(response::json(StatusCode::OK, body))
-    }
-
     /// `GET /metrics`: Prometheus text format.
     fn metrics_page(&self) -> Response<Body> {
         for integration in self.registry.integrations() {
             if let Some(left) = integration.credentials_seconds_left() {
-                let gauge = self.metrics.credential_expiry.with_label_values(&[&integration.name]);
+                let gauge = self
+                    .metrics
+                    .credential_expiry
+                    .with_label_values(&[&integration.name]);
                 gauge.set(left);
             }
         }
         let mut response = Response::new(response::full(self.metrics.render()));
         response.headers_mut().insert(
             header::CONTENT_TYPE,
-            http::HeaderValue::from_static("text/plain; version=0.0.4"),
+            HeaderValue::from_static("text/plain; version=0.0.4"),
         );
         response
     }
 
-    /// The metrics registry.
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
-    }
-
+    /// The one logging step: metrics and the access log line.
     fn log(&self, ctx: &Context, response: &Response<Body>) {
         let status = response.status().as_u16();
+        self.metrics
+            .requests
+            .with_label_values(&[ctx.route, response.status().as_str()])
+            .inc();
         let micros = ctx.start.elapsed().as_micros() as u64;
         tracing::info!(
             target: "s3gate::access",
@@ -180,110 +171,23 @@ impl App {
     }
 }
 
-fn not_allowed(method: &Method, allowed: &'static str) -> Error {
+/// The API and metrics route of a path.
+fn classify(path: &str) -> (Api, &'static str) {
+    match path {
+        "/healthz" => (Api::Json, "healthz"),
+        "/metrics" => (Api::Json, "metrics"),
+        "/v1/presign" => (Api::Json, "presign"),
+        "/v1/object" => (Api::Json, "object"),
+        "/v1/list" => (Api::Json, "list"),
+        p if p == "/v1" || p.starts_with("/v1/") => (Api::Json, "unknown"),
+        _ => (Api::S3, "s3"),
+    }
+}
+
+pub(crate) fn not_allowed(method: &Method, allowed: &'static str) -> Error {
     Error::MethodNotAllowed {
         method: method.to_string(),
         allowed,
-    }
-}
-
-/// Reads a whole request body, refusing more than `limit` bytes.
-async fn read_body<B>(request: Request<B>, limit: usize) -> Result<Bytes, Error>
-where
-    B: hyper::body::Body<Data = Bytes> + Send,
-    B::Error: Into<BoxError>,
-{
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(Error::BodyTooLarge { limit });
-    }
-    match Limited::new(request.into_body(), limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Error::BodyTooLarge { limit }),
-        Err(e) => Err(Error::MalformedBody(format!("cannot read the body: {e}"))),
-    }
-}
-
-/// Query parameters of `GET /v1/presign`.
-#[derive(Debug, Default)]
-struct PresignQuery {
-    locator: Option<String>,
-    options: PresignOptions,
-}
-
-impl PresignQuery {
-    fn parse(query: &str) -> Result<Self, Error> {
-        let mut q = PresignQuery::default();
-        let mut method = None;
-        for (name, value) in form_urlencoded::parse(query.as_bytes()) {
-            let value = value.into_owned();
-            let o = &mut q.options;
-            match name.as_ref() {
-                "locator" => set_once(&mut q.locator, "locator", value)?,
-                "expires" => set_once(&mut o.expires_s, "expires", parse_expires(&value)?)?,
-                "method" => set_once(&mut method, "method", PresignMethod::parse(&value)?)?,
-                "response-content-type" => {
-                    set_once(&mut o.response_content_type, "response-content-type", value)?
-                }
-                "response-content-disposition" => set_once(
-                    &mut o.response_content_disposition,
-                    "response-content-disposition",
-                    value,
-                )?,
-                "version_id" => set_once(&mut o.version_id, "version_id", value)?,
-                other => {
-                    return Err(Error::InvalidParameter {
-                        name: "query",
-                        reason: format!("unknown parameter {other:?}"),
-                    })
-                }
-            }
-        }
-        q.options.method = method.unwrap_or_default();
-        Ok(q)
-    }
-}
-
-/// Fills `slot`, refusing a parameter given twice.
-fn set_once<T>(slot: &mut Option<T>, name: &'static str, value: T) -> Result<(), Error> {
-    match slot.replace(value) {
-        None => Ok(()),
-        Some(_) => Err(Error::InvalidParameter {
-            name,
-            reason: "is given more than once".into(),
-        }),
-    }
-}
-
-/// Body of `POST /v1/presign`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BatchRequest {
-    locators: Vec<String>,
-    expires: Option<u64>,
-    method: Option<String>,
-    response_content_type: Option<String>,
-    response_content_disposition: Option<String>,
-}
-
-impl BatchRequest {
-    fn options(&self) -> Result<PresignOptions, Error> {
-        Ok(PresignOptions {
-            expires_s: self.expires,
-            method: self
-                .method
-                .as_deref()
-                .map(PresignMethod::parse)
-                .transpose()?
-                .unwrap_or_default(),
-            response_content_type: self.response_content_type.clone(),
-            response_content_disposition: self.response_content_disposition.clone(),
-            version_id: None,
-        })
     }
 }
 

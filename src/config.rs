@@ -48,6 +48,12 @@ pub struct Config {
     /// `[sts]`: how session credentials are refreshed.
     #[serde(default)]
     pub sts: StsConfig,
+    /// `[upstream]`: connections to the stores.
+    #[serde(default)]
+    pub upstream: UpstreamConfig,
+    /// `[s3_api]`: the S3-compatible front.
+    #[serde(default)]
+    pub s3_api: S3ApiConfig,
     /// `[[integrations]]`: one per customer store.
     #[serde(default)]
     pub integrations: Vec<IntegrationConfig>,
@@ -99,6 +105,42 @@ pub struct IdentityConfig {
     pub credentials: Option<StaticCredentialsConfig>,
 }
 
+/// `[upstream]`: the pooled client that talks to the stores.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamConfig {
+    /// TCP (and TLS) connect timeout, in milliseconds.
+    pub connect_timeout_ms: u64,
+    /// Time allowed until the response headers arrive, in seconds.
+    pub header_timeout_s: u64,
+    /// Idle pooled connections are closed after this many seconds.
+    pub pool_idle_timeout_s: u64,
+    /// Idle connections kept per upstream host.
+    pub pool_max_idle_per_host: usize,
+    /// Most keys `/v1/list?all=true` returns before it stops with a cursor.
+    pub list_all_max_keys: usize,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout_ms: 3000,
+            header_timeout_s: 30,
+            pool_idle_timeout_s: 90,
+            pool_max_idle_per_host: 64,
+            list_all_max_keys: 100_000,
+        }
+    }
+}
+
+/// `[s3_api]`: the S3-compatible front (`GET|HEAD /{bucket}/{key}`, ListObjectsV2).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3ApiConfig {
+    /// Serve the S3 API without client authentication (signatures are not checked).
+    pub anonymous: bool,
+}
+
 /// `[sts]`: refresh-ahead and retry policy for assumed-role sessions.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -130,14 +172,38 @@ impl Default for StsConfig {
     }
 }
 
+impl UpstreamConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let ctx = || "[upstream]".to_owned();
+        for (field, value) in [
+            ("connect_timeout_ms", self.connect_timeout_ms),
+            ("header_timeout_s", self.header_timeout_s),
+            ("list_all_max_keys", self.list_all_max_keys as u64),
+        ] {
+            if value == 0 {
+                return Err(invalid(ctx(), field, "must be at least 1"));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl StsConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         let ctx = || "[sts]".to_owned();
         if !(self.refresh_margin_ratio > 0.0 && self.refresh_margin_ratio < 1.0) {
-            return Err(invalid(ctx(), "refresh_margin_ratio", "must be between 0 and 1"));
+            return Err(invalid(
+                ctx(),
+                "refresh_margin_ratio",
+                "must be between 0 and 1",
+            ));
         }
         if self.retry_base_ms == 0 || self.retry_base_ms > self.retry_max_ms {
-            return Err(invalid(ctx(), "retry_base_ms", "must be at least 1 and at most `retry_max_ms`"));
+            return Err(invalid(
+                ctx(),
+                "retry_base_ms",
+                "must be at least 1 and at most `retry_max_ms`",
+            ));
         }
         if self.timeout_s == 0 {
             return Err(invalid(ctx(), "timeout_s", "must be at least 1"));
@@ -191,6 +257,8 @@ pub struct IntegrationConfig {
     /// How `/v1/object` delivers.
     #[serde(default)]
     pub delivery: Delivery,
+    /// PEM file of extra CA certificates to trust for this endpoint (private CA).
+    pub ca_file: Option<PathBuf>,
     /// Role to assume (the customer's role that trusts the gateway's account).
     pub role_arn: Option<String>,
     /// External ID the role's trust policy demands.
@@ -274,6 +342,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.server.validate()?;
         self.sts.validate()?;
+        self.upstream.validate()?;
         if let Some(creds) = &self.identity.credentials {
             creds.resolve_secret("[identity]")?;
             creds.warn_if_inline("[identity]");
@@ -456,7 +525,9 @@ impl IntegrationConfig {
                 return Err(invalid(ctx, "session_duration_s", msg));
             }
             if d < 900 {
-                tracing::warn!("{ctx}: session_duration_s = {d}: AWS STS refuses sessions under 900 s");
+                tracing::warn!(
+                    "{ctx}: session_duration_s = {d}: AWS STS refuses sessions under 900 s"
+                );
             }
         }
         Ok(())

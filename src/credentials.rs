@@ -50,7 +50,10 @@ pub struct Role {
 
 impl std::fmt::Debug for Role {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Role").field("arn", &self.arn).field("external_id", &self.external_id).finish()
+        f.debug_struct("Role")
+            .field("arn", &self.arn)
+            .field("external_id", &self.external_id)
+            .finish()
     }
 }
 
@@ -126,7 +129,9 @@ pub struct Sessions {
 
 impl std::fmt::Debug for Sessions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sessions").field("roles", &self.roles).finish()
+        f.debug_struct("Sessions")
+            .field("roles", &self.roles)
+            .finish()
     }
 }
 
@@ -136,18 +141,32 @@ struct SessionExpiry {
 }
 
 impl moka::Expiry<RoleId, Arc<Session>> for SessionExpiry {
-    fn expire_after_create(&self, _: &RoleId, session: &Arc<Session>, _: Instant) -> Option<Duration> {
+    fn expire_after_create(
+        &self,
+        _: &RoleId,
+        session: &Arc<Session>,
+        _: Instant,
+    ) -> Option<Duration> {
         Some(self.usable_for(session))
     }
 
-    fn expire_after_update(&self, _: &RoleId, session: &Arc<Session>, _: Instant, _: Option<Duration>) -> Option<Duration> {
+    fn expire_after_update(
+        &self,
+        _: &RoleId,
+        session: &Arc<Session>,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
         Some(self.usable_for(session))
     }
 }
 
 impl SessionExpiry {
     fn usable_for(&self, session: &Session) -> Duration {
-        let expiry = session.credentials.expires_at().unwrap_or(SystemTime::UNIX_EPOCH);
+        let expiry = session
+            .credentials
+            .expires_at()
+            .unwrap_or(SystemTime::UNIX_EPOCH);
         expiry
             .duration_since(SystemTime::now())
             .unwrap_or_default()
@@ -169,13 +188,15 @@ impl SourcesBuilder {
     /// is only consulted (lazily) when an integration assumes a role without keys of its own.
     pub fn new(config: &Config) -> Result<Self, ConfigError> {
         let identity = match &config.identity.credentials {
-            Some(creds) => Some(SharedCredentialsProvider::new(aws_credential_types::Credentials::new(
-                creds.access_key_id.clone(),
-                creds.resolve_secret("[identity]")?,
-                None,
-                None,
-                "s3gate-config-identity",
-            ))),
+            Some(creds) => Some(SharedCredentialsProvider::new(
+                aws_credential_types::Credentials::new(
+                    creds.access_key_id.clone(),
+                    creds.resolve_secret("[identity]")?,
+                    None,
+                    None,
+                    "s3gate-config-identity",
+                ),
+            )),
             None => None,
         };
         let http = aws_smithy_http_client::Builder::new()
@@ -193,7 +214,10 @@ impl SourcesBuilder {
     }
 
     /// The source for one integration: static keys, or a (possibly shared) role.
-    pub async fn source(&mut self, ic: &IntegrationConfig) -> Result<CredentialSource, ConfigError> {
+    pub async fn source(
+        &mut self,
+        ic: &IntegrationConfig,
+    ) -> Result<CredentialSource, ConfigError> {
         let ctx = ic.context();
         let static_keys = match &ic.credentials {
             Some(c) => Some((c.access_key_id.clone(), c.resolve_secret(&ctx)?)),
@@ -205,7 +229,9 @@ impl SourcesBuilder {
                 field: "credentials",
                 message: "are missing".into(),
             })?;
-            return Ok(CredentialSource::Static(Arc::new(Credentials::new(key, secret, None, None))));
+            return Ok(CredentialSource::Static(Arc::new(Credentials::new(
+                key, secret, None, None,
+            ))));
         };
         let key = RoleKey {
             arn: arn.clone(),
@@ -220,13 +246,15 @@ impl SourcesBuilder {
             return Ok(CredentialSource::Role(self.roles[id].clone()));
         }
         let caller = match static_keys {
-            Some((k, secret)) => Some(SharedCredentialsProvider::new(aws_credential_types::Credentials::new(
-                k,
-                secret,
-                None,
-                None,
-                "s3gate-integration-keys",
-            ))),
+            Some((k, secret)) => Some(SharedCredentialsProvider::new(
+                aws_credential_types::Credentials::new(
+                    k,
+                    secret,
+                    None,
+                    None,
+                    "s3gate-integration-keys",
+                ),
+            )),
             None => self.identity.clone(),
         };
         let client = self.sts_client(&key, caller).await;
@@ -244,7 +272,11 @@ impl SourcesBuilder {
         Ok(CredentialSource::Role(role))
     }
 
-    async fn sts_client(&self, key: &RoleKey, caller: Option<SharedCredentialsProvider>) -> aws_sdk_sts::Client {
+    async fn sts_client(
+        &self,
+        key: &RoleKey,
+        caller: Option<SharedCredentialsProvider>,
+    ) -> aws_sdk_sts::Client {
         use aws_config::{retry::RetryConfig, timeout::TimeoutConfig, BehaviorVersion, Region};
         let timeout = Duration::from_secs(self.tuning.timeout_s);
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
@@ -288,7 +320,11 @@ impl SourcesBuilder {
 
 impl Sessions {
     /// Current credentials of `role`, for `integration`; never expired ones.
-    pub async fn get(self: &Arc<Self>, role: &Arc<Role>, integration: &str) -> Result<Arc<Credentials>, Error> {
+    pub async fn get(
+        self: &Arc<Self>,
+        role: &Arc<Role>,
+        integration: &str,
+    ) -> Result<Arc<Credentials>, Error> {
         if let Some(session) = self.cache.get(&role.id).await {
             self.metrics.credential_hits.inc();
             if SystemTime::now() >= session.refresh_at {
@@ -315,7 +351,12 @@ impl Sessions {
     pub fn seconds_left(&self, role: &Role) -> Option<f64> {
         let health = self.health.lock().unwrap_or_else(PoisonError::into_inner);
         let expiry = health.get(&role.id)?.expires_at?;
-        Some(expiry.duration_since(SystemTime::now()).unwrap_or_default().as_secs_f64())
+        Some(
+            expiry
+                .duration_since(SystemTime::now())
+                .unwrap_or_default()
+                .as_secs_f64(),
+        )
     }
 
     /// How long before their expiry session credentials stop being used.
@@ -377,7 +418,10 @@ impl Sessions {
                 }))
             }
             Err(failure) => {
-                self.metrics.sts_failures.with_label_values(&[&role.arn, &failure.code]).inc();
+                self.metrics
+                    .sts_failures
+                    .with_label_values(&[&role.arn, &failure.code])
+                    .inc();
                 h.failures += 1;
                 let delay = backoff(h.failures, &self.tuning);
                 h.retry_at = Some(Instant::now() + delay);
@@ -409,13 +453,20 @@ impl Sessions {
             message: e.to_string(),
             refused: false,
         })?;
-        Ok(Credentials::new(c.access_key_id, c.secret_access_key, Some(c.session_token), Some(expiry)))
+        Ok(Credentials::new(
+            c.access_key_id,
+            c.secret_access_key,
+            Some(c.session_token),
+            Some(expiry),
+        ))
     }
 }
 
 /// Full-jitter exponential backoff: uniform in [base·2ⁿ⁻¹ / 2, base·2ⁿ⁻¹], capped.
 fn backoff(failures: u32, tuning: &StsConfig) -> Duration {
-    let exp = tuning.retry_base_ms.saturating_mul(1 << failures.saturating_sub(1).min(20));
+    let exp = tuning
+        .retry_base_ms
+        .saturating_mul(1 << failures.saturating_sub(1).min(20));
     let ceiling = exp.min(tuning.retry_max_ms);
     let jitter = (uuid::Uuid::new_v4().as_u128() as u64) % (ceiling / 2 + 1);
     Duration::from_millis(ceiling - jitter)
@@ -442,7 +493,10 @@ fn sts_failure(error: SdkError<AssumeRoleError, HttpResponse>) -> StsFailure {
                 .or_else(|| xml_field(&body, "Message"))
                 .unwrap_or_default();
             let unavailable = e.raw().status().is_server_error()
-                || matches!(code.as_str(), "Throttling" | "ThrottlingException" | "RequestTimeout");
+                || matches!(
+                    code.as_str(),
+                    "Throttling" | "ThrottlingException" | "RequestTimeout"
+                );
             StsFailure {
                 code,
                 message,
@@ -495,7 +549,11 @@ fn source_chain(error: &dyn std::error::Error) -> String {
 
 impl CredentialSource {
     /// Current credentials for `integration`; never expired ones.
-    pub async fn get(&self, sessions: &Arc<Sessions>, integration: &str) -> Result<Arc<Credentials>, Error> {
+    pub async fn get(
+        &self,
+        sessions: &Arc<Sessions>,
+        integration: &str,
+    ) -> Result<Arc<Credentials>, Error> {
         match self {
             CredentialSource::Static(creds) => Ok(creds.clone()),
             CredentialSource::Role(role) => sessions.get(role, integration).await,

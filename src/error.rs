@@ -31,6 +31,12 @@ pub enum Error {
         bucket: String,
         key: String,
     },
+    /// The S3 API does not serve this operation: the gateway is read-only.
+    #[error("s3gate is a read-only gateway and does not serve {what}")]
+    ReadOnly { what: String },
+    /// The S3 API needs client authentication, and none is configured.
+    #[error("the S3 API needs client authentication; none is configured (set [s3_api] anonymous = true to serve it without)")]
+    Unauthenticated,
     /// The method is not allowed on this route.
     #[error("method {method} is not allowed here; allowed: {allowed}")]
     MethodNotAllowed {
@@ -62,6 +68,14 @@ pub enum Error {
     /// The upstream could not be reached or answered garbage.
     #[error("integration {integration:?}: upstream failed: {reason}")]
     UpstreamFailed { integration: String, reason: String },
+    /// The store answered with an error status; the status is kept.
+    #[error("integration {integration:?}: the store answered {status} {code}: {message}")]
+    UpstreamStatus {
+        integration: String,
+        status: u16,
+        code: String,
+        message: String,
+    },
     /// The upstream did not answer in time.
     #[error("integration {integration:?}: upstream timed out after {seconds} s")]
     UpstreamTimeout { integration: String, seconds: u64 },
@@ -91,19 +105,24 @@ impl Error {
             }
             BucketNotPermitted { .. }
             | AccessPointNotPermitted { .. }
-            | PrefixNotPermitted { .. } => StatusCode::FORBIDDEN,
+            | PrefixNotPermitted { .. }
+            | ReadOnly { .. }
+            | Unauthenticated => StatusCode::FORBIDDEN,
             MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             NoSuchRoute { .. } => StatusCode::NOT_FOUND,
             BodyTooLarge { .. } | BatchTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             UpstreamAuthFailed { .. } | UpstreamFailed { .. } => StatusCode::BAD_GATEWAY,
             CredentialsUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            UpstreamStatus { status, .. } => {
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
+            }
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
-    /// Stable machine-readable code.
-    pub fn code(&self) -> &'static str {
+    /// Stable machine-readable code (for store errors, the store's S3 code).
+    pub fn code(&self) -> &str {
         use Error::*;
         match self {
             InvalidLocator { .. } => "InvalidLocator",
@@ -112,6 +131,7 @@ impl Error {
             BucketNotPermitted { .. } => "BucketNotPermitted",
             AccessPointNotPermitted { .. } => "AccessPointNotPermitted",
             PrefixNotPermitted { .. } => "PrefixNotPermitted",
+            ReadOnly { .. } | Unauthenticated => "AccessDenied",
             MethodNotAllowed { .. } => "MethodNotAllowed",
             NoSuchRoute { .. } => "NoSuchRoute",
             BodyTooLarge { .. } => "RequestTooLarge",
@@ -120,6 +140,7 @@ impl Error {
             CredentialsUnavailable { .. } => "CredentialsUnavailable",
             UpstreamFailed { .. } => "UpstreamFailed",
             UpstreamTimeout { .. } => "UpstreamTimeout",
+            UpstreamStatus { code, .. } => code,
             Internal(_) => "InternalError",
         }
     }
@@ -142,4 +163,47 @@ impl Error {
     pub fn json_body(&self) -> String {
         serde_json::json!({ "error": self.to_json() }).to_string()
     }
+
+    /// The code S3 clients expect for this error on the S3 API.
+    pub fn s3_code(&self) -> &str {
+        use Error::*;
+        match self {
+            BucketNotPermitted { .. }
+            | AccessPointNotPermitted { .. }
+            | PrefixNotPermitted { .. } => "AccessDenied",
+            InvalidLocator { .. } => "InvalidBucketName",
+            NoSuchRoute { .. } => "InvalidRequest",
+            UpstreamFailed { .. } | UpstreamAuthFailed { .. } => "BadGateway",
+            CredentialsUnavailable { .. } => "ServiceUnavailable",
+            UpstreamTimeout { .. } => "GatewayTimeout",
+            other => other.code(),
+        }
+    }
+
+    /// The S3 API body: `<Error><Code/><Message/><Resource/><RequestId/></Error>`.
+    pub fn s3_xml_body(&self, resource: &str, request_id: &str) -> String {
+        format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{}</Code><Message>{}</Message><Resource>{}</Resource><RequestId>{}</RequestId></Error>",
+            xml_escape(self.s3_code()),
+            xml_escape(&self.to_string()),
+            xml_escape(resource),
+            xml_escape(request_id)
+        )
+    }
+}
+
+/// Escapes text for an XML element.
+pub fn xml_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    out
 }

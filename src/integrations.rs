@@ -16,6 +16,7 @@ use crate::error::Error;
 use crate::locator::{AccessPointArn, Locator, Target};
 use crate::metrics::Metrics;
 use crate::sigv4::Credentials;
+use crate::upstream::Upstream;
 
 /// One customer store, ready to sign for.
 #[derive(Debug)]
@@ -35,6 +36,8 @@ pub struct Integration {
     /// Where its credentials come from.
     pub credentials: CredentialSource,
     sessions: Arc<Sessions>,
+    /// The pooled client that reaches its store.
+    pub upstream: Arc<Upstream>,
 }
 
 impl Integration {
@@ -42,6 +45,7 @@ impl Integration {
         config: &IntegrationConfig,
         credentials: CredentialSource,
         sessions: Arc<Sessions>,
+        upstream: Arc<Upstream>,
     ) -> Result<Self, ConfigError> {
         let ctx = config.context();
         let invalid = |field, message: String| ConfigError::Invalid {
@@ -74,6 +78,7 @@ impl Integration {
             delivery: config.delivery,
             credentials,
             sessions,
+            upstream,
         })
     }
 
@@ -145,9 +150,15 @@ impl Registry {
             built.push(sources.source(ic).await?);
         }
         let sessions = sources.finish(metrics.clone());
+        let shared = Arc::new(upstream_client(config, None)?);
         let mut registry = Registry::default();
         for (ic, source) in config.integrations.iter().zip(built) {
-            let integration = Arc::new(Integration::from_config(ic, source, sessions.clone())?);
+            let upstream = match &ic.ca_file {
+                Some(_) => Arc::new(upstream_client(config, Some(ic))?),
+                None => shared.clone(),
+            };
+            let integration = Integration::from_config(ic, source, sessions.clone(), upstream)?;
+            let integration = Arc::new(integration);
             if ic.default {
                 let buckets = ic.buckets.iter().cloned().collect();
                 registry.default = Some((integration.clone(), buckets));
@@ -212,7 +223,8 @@ impl Registry {
         })
     }
 
-    fn for_bucket(&self, bucket: &str) -> Result<Arc<Integration>, Error> {
+    /// The integration serving `bucket`, whatever the key.
+    pub fn for_bucket(&self, bucket: &str) -> Result<Arc<Integration>, Error> {
         if let Some(integration) = self.scoped.get(bucket) {
             return Ok(integration.clone());
         }
@@ -223,4 +235,17 @@ impl Registry {
             }),
         }
     }
+}
+
+/// The upstream client for `integration`'s `ca_file`, or the shared one.
+fn upstream_client(
+    config: &Config,
+    integration: Option<&IntegrationConfig>,
+) -> Result<Upstream, ConfigError> {
+    let ca_file = integration.and_then(|i| i.ca_file.as_deref());
+    Upstream::new(&config.upstream, ca_file).map_err(|message| ConfigError::Invalid {
+        context: integration.map_or_else(|| "[upstream]".to_owned(), IntegrationConfig::context),
+        field: "ca_file",
+        message,
+    })
 }

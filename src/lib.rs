@@ -11,6 +11,7 @@
 //! 6. respond, and log once ([`app`]); errors are [`error::Error`] values
 //!    mapped to responses in [`response`].
 
+pub mod api;
 pub mod app;
 pub mod config;
 pub mod credentials;
@@ -19,11 +20,15 @@ pub mod demo;
 pub mod endpoint;
 pub mod error;
 pub mod integrations;
+pub mod listing;
 pub mod locator;
 pub mod metrics;
 pub mod presign;
+pub mod proxy;
 pub mod response;
+pub mod s3api;
 pub mod server;
 pub mod sigv4;
 #[cfg(feature = "embedded-store")]
 pub mod store;
+pub mod upstream;

@@ -104,6 +104,16 @@ impl Locator {
         }
     }
 
+    /// `key` in `bucket` (both already validated).
+    pub fn in_bucket(bucket: String, key: String) -> Self {
+        Self {
+            target: Target::Bucket(bucket),
+            key,
+            version_id: None,
+            custom_host: None,
+        }
+    }
+
     /// The bucket name, when the target is a bucket.
     pub fn bucket(&self) -> Option<&str> {
         match &self.target {
@@ -235,7 +245,7 @@ fn is_aws_s3_host(host: &str) -> bool {
 }
 
 /// Decodes `%XX` escapes; the result must be UTF-8.
-fn percent_decode(s: &str) -> Result<String, String> {
+pub fn percent_decode(s: &str) -> Result<String, String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -68,7 +68,11 @@ async fn run(command: Command) -> Result<(), String> {
         Command::Serve { config } => serve(load(&config).await?).await,
         Command::Check { config } => {
             let (c, _) = load(&config).await?;
-            println!("{}: ok ({} integrations)", config.display(), c.integrations.len());
+            println!(
+                "{}: ok ({} integrations)",
+                config.display(),
+                c.integrations.len()
+            );
             Ok(())
         }
         Command::Presign {
@@ -100,7 +104,12 @@ async fn load(path: &std::path::Path) -> Result<(Config, App), String> {
 }
 
 async fn serve((config, app): (Config, App)) -> Result<(), String> {
-    let tls = config.server.tls.as_ref().map(server::tls_acceptor).transpose()?;
+    let tls = config
+        .server
+        .tls
+        .as_ref()
+        .map(server::tls_acceptor)
+        .transpose()?;
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.server.listen))?;
@@ -108,12 +117,22 @@ async fn serve((config, app): (Config, App)) -> Result<(), String> {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!("listening on {scheme}://{addr}");
     let grace = Duration::from_secs(config.server.shutdown_grace_s);
-    server::serve(listener, Arc::new(app), tls, server::shutdown_signal(), grace)
-        .await
-        .map_err(|e| e.to_string())
+    server::serve(
+        listener,
+        Arc::new(app),
+        tls,
+        server::shutdown_signal(),
+        grace,
+    )
+    .await
+    .map_err(|e| e.to_string())
 }
 
-async fn presign_one((_, app): (Config, App), locator: &str, expires: Option<u64>) -> Result<(), String> {
+async fn presign_one(
+    (_, app): (Config, App),
+    locator: &str,
+    expires: Option<u64>,
+) -> Result<(), String> {
     let options = PresignOptions {
         expires_s: expires,
         ..Default::default()

@@ -1,6 +1,8 @@
 //! Prometheus metrics, kept in one registry and rendered at `/metrics`.
 
-use prometheus::{Encoder, Gauge, GaugeVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Gauge, GaugeVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
+};
 
 /// Every metric the gateway exports.
 #[derive(Debug, Clone)]
@@ -37,20 +39,37 @@ impl Metrics {
             &["route", "status"],
         )
         .expect("valid metric");
-        let sts_calls = IntCounterVec::new(Opts::new("sts_calls_total", "AssumeRole calls"), &["role"]).expect("valid metric");
+        let sts_calls =
+            IntCounterVec::new(Opts::new("sts_calls_total", "AssumeRole calls"), &["role"])
+                .expect("valid metric");
         let sts_failures = IntCounterVec::new(
             Opts::new("sts_failures_total", "failed AssumeRole calls"),
             &["role", "code"],
         )
         .expect("valid metric");
-        let credential_hits = IntCounter::new("credential_cache_hits_total", "credential lookups served from the cache").expect("valid metric");
-        let credential_misses = IntCounter::new("credential_cache_misses_total", "credential lookups that waited for STS").expect("valid metric");
+        let credential_hits = IntCounter::new(
+            "credential_cache_hits_total",
+            "credential lookups served from the cache",
+        )
+        .expect("valid metric");
+        let credential_misses = IntCounter::new(
+            "credential_cache_misses_total",
+            "credential lookups that waited for STS",
+        )
+        .expect("valid metric");
         let credential_expiry = GaugeVec::new(
-            Opts::new("credential_expiry_seconds", "seconds until the integration's session credentials expire"),
+            Opts::new(
+                "credential_expiry_seconds",
+                "seconds until the integration's session credentials expire",
+            ),
             &["integration"],
         )
         .expect("valid metric");
-        let start_time = Gauge::new("start_time_seconds", "start time of the process since the epoch").expect("valid metric");
+        let start_time = Gauge::new(
+            "start_time_seconds",
+            "start time of the process since the epoch",
+        )
+        .expect("valid metric");
         for metric in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(sts_calls.clone()),
@@ -62,7 +81,9 @@ impl Metrics {
         ] {
             registry.register(metric).expect("unique metric names");
         }
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
         start_time.set(now.as_secs_f64());
         Self {
             registry,

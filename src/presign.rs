@@ -67,6 +67,30 @@ pub struct Presigned {
     pub expires_at: String,
     /// The integration that signed it.
     pub integration: String,
+    /// Seconds the URL stays valid from its signing time.
+    #[serde(skip)]
+    pub expires_in: u64,
+}
+
+impl PresignOptions {
+    /// The S3 query parameters these options add to a read of `resolved`.
+    pub fn s3_query<'a>(&'a self, resolved: &'a Resolved) -> Vec<(&'a str, &'a str)> {
+        let mut query = Vec::with_capacity(3);
+        if let Some(v) = &self.response_content_type {
+            query.push(("response-content-type", v.as_str()));
+        }
+        if let Some(v) = &self.response_content_disposition {
+            query.push(("response-content-disposition", v.as_str()));
+        }
+        if let Some(v) = self
+            .version_id
+            .as_deref()
+            .or(resolved.version_id.as_deref())
+        {
+            query.push(("versionId", v));
+        }
+        query
+    }
 }
 
 /// Resolves `locator`, fetches its integration's credentials and presigns it.
@@ -102,20 +126,7 @@ pub fn sign(
     let requested = options.expires_s.unwrap_or(integration.presign_ttl_s);
     let expires_s = lifetime(requested, credentials, now, integration)?;
     let address = resolved.address(View::Public);
-    let version_id = options
-        .version_id
-        .as_deref()
-        .or(resolved.version_id.as_deref());
-    let mut query: Vec<(&str, &str)> = Vec::with_capacity(3);
-    if let Some(v) = &options.response_content_type {
-        query.push(("response-content-type", v));
-    }
-    if let Some(v) = &options.response_content_disposition {
-        query.push(("response-content-disposition", v));
-    }
-    if let Some(v) = version_id {
-        query.push(("versionId", v));
-    }
+    let query = options.s3_query(resolved);
     let request = SigningRequest {
         method: options.method.as_str(),
         host: &address.host,
@@ -130,6 +141,7 @@ pub fn sign(
         url: address.url(&query),
         expires_at: sigv4::rfc3339(now + Duration::from_secs(expires_s)),
         integration: integration.name.clone(),
+        expires_in: expires_s,
     })
 }
 

@@ -59,3 +59,21 @@ pub fn text(status: StatusCode, body: &'static str) -> Response<Body> {
     );
     response
 }
+
+/// The S3 API's rendering of an error.
+pub fn s3_error(error: &Error, resource: &str, request_id: &str) -> Response<Body> {
+    let mut response = Response::new(full(error.s3_xml_body(resource, request_id)));
+    *response.status_mut() = error.status();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/xml"),
+    );
+    if let Ok(id) = HeaderValue::from_str(request_id) {
+        headers.insert("x-amz-request-id", id);
+    }
+    if let Error::MethodNotAllowed { allowed, .. } = error {
+        headers.insert(header::ALLOW, HeaderValue::from_static(allowed));
+    }
+    response
+}

@@ -40,7 +40,9 @@ fn example_config_is_valid() {
     let config = Config::parse(&text).unwrap_or_else(|e| panic!("config.example.toml: {e}"));
     assert_eq!(config.integrations.len(), 2);
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(App::new(&config)).unwrap_or_else(|e| panic!("config.example.toml: {e}"));
+    runtime
+        .block_on(App::new(&config))
+        .unwrap_or_else(|e| panic!("config.example.toml: {e}"));
 }
 
 #[test]

@@ -230,7 +230,7 @@ async fn routes_and_methods_have_precise_errors() {
     let http = client();
     let missing = http.get(gateway.url("/v1/presign")).send().await.unwrap();
     assert_eq!(missing.status(), 400);
-    let unknown = http.get(gateway.url("/nope")).send().await.unwrap();
+    let unknown = http.get(gateway.url("/v1/nope")).send().await.unwrap();
     assert_eq!(unknown.status(), 404);
     assert_eq!(
         unknown.json::<serde_json::Value>().await.unwrap()["error"]["code"],

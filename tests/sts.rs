@@ -28,7 +28,12 @@ impl World {
         std::fs::create_dir_all(dir.path().join("store/media")).unwrap();
         std::fs::write(dir.path().join("store/media/cat.jpg"), b"meow").unwrap();
         let store = session_store(&moto.url, &dir.path().join("store")).await;
-        Self { moto, relay, store, dir }
+        Self {
+            moto,
+            relay,
+            store,
+            dir,
+        }
     }
 
     fn role_arn(&self) -> &str {
@@ -57,19 +62,28 @@ impl World {
     }
 
     fn gateway_identity(&self) -> (&str, &str) {
-        (&self.moto.setup.access_key_id, &self.moto.setup.secret_access_key)
+        (
+            &self.moto.setup.access_key_id,
+            &self.moto.setup.secret_access_key,
+        )
     }
 }
 
 fn query_param<'a>(url: &'a str, name: &str) -> Option<&'a str> {
     let query = url.split_once('?')?.1;
-    query.split('&').find_map(|p| p.strip_prefix(name)?.strip_prefix('='))
+    query
+        .split('&')
+        .find_map(|p| p.strip_prefix(name)?.strip_prefix('='))
 }
 
 #[tokio::test]
 async fn presigns_with_the_role_session_and_its_token() {
     let world = World::start().await;
-    let config = world.config(world.gateway_identity(), "", &world.integration("acme", EXTERNAL_ID, ""));
+    let config = world.config(
+        world.gateway_identity(),
+        "",
+        &world.integration("acme", EXTERNAL_ID, ""),
+    );
     let gateway = Gateway::start(&config).await;
     let (status, body) = presign(&gateway, "s3://media/cat.jpg", &[]).await;
     assert_eq!(status, 200, "{body}");
@@ -81,7 +95,10 @@ async fn presigns_with_the_role_session_and_its_token() {
     assert_eq!(session.external_id.as_deref(), Some(EXTERNAL_ID));
     assert_eq!(session.role_arn, world.role_arn());
     let credential = query_param(url, "X-Amz-Credential").unwrap();
-    assert!(credential.starts_with(&format!("{}%2F", session.access_key_id)), "{credential}");
+    assert!(
+        credential.starts_with(&format!("{}%2F", session.access_key_id)),
+        "{credential}"
+    );
     assert!(query_param(url, "X-Amz-Security-Token").is_some());
     assert_eq!(fetch(url).await, (200, b"meow".to_vec()));
 
@@ -102,18 +119,33 @@ async fn a_refused_role_is_a_clear_502_and_never_reaches_the_store() {
     assert_eq!(status, 502, "{body}");
     assert_eq!(body["error"]["code"], "UpstreamAuthFailed");
     let message = body["error"]["message"].as_str().unwrap();
-    for part in ["\"wrong-id\"", "AccessDenied", "trust policy", "external_id"] {
+    for part in [
+        "\"wrong-id\"",
+        "AccessDenied",
+        "trust policy",
+        "external_id",
+    ] {
         assert!(message.contains(part), "{message:?} should mention {part}");
     }
     assert!(!message.contains(&world.moto.setup.secret_access_key));
 
     // An identity the trust policy does not name.
-    let stranger = (world.moto.setup.stranger_access_key_id.as_str(), world.moto.setup.stranger_secret_access_key.as_str());
-    let config = world.config(stranger, "", &world.integration("stranger", EXTERNAL_ID, ""));
+    let stranger = (
+        world.moto.setup.stranger_access_key_id.as_str(),
+        world.moto.setup.stranger_secret_access_key.as_str(),
+    );
+    let config = world.config(
+        stranger,
+        "",
+        &world.integration("stranger", EXTERNAL_ID, ""),
+    );
     let gateway = Gateway::start(&config).await;
     let (status, body) = presign(&gateway, "s3://media/cat.jpg", &[]).await;
     assert_eq!(status, 502, "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("AccessDenied"));
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("AccessDenied"));
     assert!(!body.to_string().contains(stranger.1));
 
     assert!(world.moto.assumed_roles().await.is_empty());
@@ -127,7 +159,10 @@ async fn concurrent_cold_requests_make_one_assume_role_call() {
     let shared = format!(
         "{}\n{}",
         world.integration("first", EXTERNAL_ID, ""),
-        world.integration("second", EXTERNAL_ID, "").replace("default = true\nbuckets = [\"media\"]", "bucket = \"media-two\"")
+        world.integration("second", EXTERNAL_ID, "").replace(
+            "default = true\nbuckets = [\"media\"]",
+            "bucket = \"media-two\""
+        )
     );
     let config = world.config(world.gateway_identity(), "", &shared);
     let gateway = std::sync::Arc::new(Gateway::start(&config).await);
@@ -135,54 +170,117 @@ async fn concurrent_cold_requests_make_one_assume_role_call() {
     for i in 0..200 {
         let gateway = gateway.clone();
         let bucket = if i % 2 == 0 { "media" } else { "media-two" };
-        tasks.push(tokio::spawn(async move { presign(&gateway, &format!("s3://{bucket}/cat.jpg"), &[]).await }));
+        tasks.push(tokio::spawn(async move {
+            presign(&gateway, &format!("s3://{bucket}/cat.jpg"), &[]).await
+        }));
     }
     for task in tasks {
         let (status, body) = task.await.unwrap();
         assert_eq!(status, 200, "{body}");
     }
-    assert_eq!(world.moto.assumed_roles().await.len(), 1, "exactly one AssumeRole");
-    let metrics = client().get(gateway.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains(&format!("s3gate_sts_calls_total{{role=\"{}\"}} 1", world.role_arn())), "{metrics}");
-    assert!(metrics.contains("s3gate_credential_expiry_seconds{integration=\"first\"}"), "{metrics}");
+    assert_eq!(
+        world.moto.assumed_roles().await.len(),
+        1,
+        "exactly one AssumeRole"
+    );
+    let metrics = client()
+        .get(gateway.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(&format!(
+            "s3gate_sts_calls_total{{role=\"{}\"}} 1",
+            world.role_arn()
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("s3gate_credential_expiry_seconds{integration=\"first\"}"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
 async fn short_sessions_are_refreshed_before_they_expire() {
     let world = World::start().await;
     // 8 s sessions, refreshed with half their life left, never used in their last second.
-    let sts = "refresh_margin_ratio = 0.5\nexpiry_margin_s = 1\nretry_base_ms = 50\nretry_max_ms = 200";
-    let config = world.config(world.gateway_identity(), sts, &world.integration("acme", EXTERNAL_ID, "session_duration_s = 8"));
+    let sts =
+        "refresh_margin_ratio = 0.5\nexpiry_margin_s = 1\nretry_base_ms = 50\nretry_max_ms = 200";
+    let config = world.config(
+        world.gateway_identity(),
+        sts,
+        &world.integration("acme", EXTERNAL_ID, "session_duration_s = 8"),
+    );
     let gateway = Gateway::start(&config).await;
     let deadline = Instant::now() + Duration::from_secs(40);
     let mut served = 0;
     let mut keys = std::collections::HashSet::new();
     // Keep requesting across at least two session boundaries; every request must succeed.
     while keys.len() < 3 {
-        assert!(Instant::now() < deadline, "sessions were not refreshed: {} keys in {served} requests", keys.len());
+        assert!(
+            Instant::now() < deadline,
+            "sessions were not refreshed: {} keys in {served} requests",
+            keys.len()
+        );
         let (status, body) = presign(&gateway, "s3://media/cat.jpg", &[("expires", "60")]).await;
         assert_eq!(status, 200, "request {served} failed: {body}");
         let url = body["url"].as_str().unwrap();
-        assert_eq!(fetch(url).await, (200, b"meow".to_vec()), "request {served}");
+        assert_eq!(
+            fetch(url).await,
+            (200, b"meow".to_vec()),
+            "request {served}"
+        );
         let expires: u64 = query_param(url, "X-Amz-Expires").unwrap().parse().unwrap();
-        assert!((1..=7).contains(&expires), "capped at the session's usable life, got {expires}");
-        keys.insert(query_param(url, "X-Amz-Credential").unwrap().split("%2F").next().unwrap().to_owned());
+        assert!(
+            (1..=7).contains(&expires),
+            "capped at the session's usable life, got {expires}"
+        );
+        keys.insert(
+            query_param(url, "X-Amz-Credential")
+                .unwrap()
+                .split("%2F")
+                .next()
+                .unwrap()
+                .to_owned(),
+        );
         served += 1;
         tokio::time::sleep(Duration::from_millis(100)).await; // pacing of the request stream
     }
     // Refreshed ahead: about one session per 4 s, not one per request.
     let sessions = world.moto.assumed_roles().await.len();
-    assert!(sessions >= 3 && sessions <= 4, "{sessions} sessions for {served} requests");
+    assert!(
+        sessions >= 3 && sessions <= 4,
+        "{sessions} sessions for {served} requests"
+    );
     // And in the background: only the very first request waited for STS.
-    let metrics = client().get(gateway.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("s3gate_credential_cache_misses_total 1\n"), "{metrics}");
+    let metrics = client()
+        .get(gateway.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("s3gate_credential_cache_misses_total 1\n"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
 async fn serves_through_an_sts_outage_until_expiry_then_recovers() {
     let world = World::start().await;
-    let sts = "refresh_margin_ratio = 0.5\nexpiry_margin_s = 1\nretry_base_ms = 50\nretry_max_ms = 200";
-    let config = world.config(world.gateway_identity(), sts, &world.integration("acme", EXTERNAL_ID, "session_duration_s = 6"));
+    let sts =
+        "refresh_margin_ratio = 0.5\nexpiry_margin_s = 1\nretry_base_ms = 50\nretry_max_ms = 200";
+    let config = world.config(
+        world.gateway_identity(),
+        sts,
+        &world.integration("acme", EXTERNAL_ID, "session_duration_s = 6"),
+    );
     let gateway = Gateway::start(&config).await;
     let (status, body) = presign(&gateway, "s3://media/cat.jpg", &[]).await;
     assert_eq!(status, 200, "{body}");
@@ -197,7 +295,10 @@ async fn serves_through_an_sts_outage_until_expiry_then_recovers() {
         match status {
             200 => {
                 // Still the first session: its URLs never outlive it.
-                assert!(body["expires_at"].as_str().unwrap() <= first_expiry.as_str(), "{body}");
+                assert!(
+                    body["expires_at"].as_str().unwrap() <= first_expiry.as_str(),
+                    "{body}"
+                );
                 assert_eq!(fetch(body["url"].as_str().unwrap()).await.0, 200);
                 served_during_outage += 1;
             }
@@ -205,20 +306,32 @@ async fn serves_through_an_sts_outage_until_expiry_then_recovers() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await; // pacing
     };
-    assert!(served_during_outage > 0, "valid credentials must keep serving while STS is down");
+    assert!(
+        served_during_outage > 0,
+        "valid credentials must keep serving while STS is down"
+    );
     let (status, body) = failure;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["code"], "CredentialsUnavailable");
     let message = body["error"]["message"].as_str().unwrap();
-    assert!(message.contains("\"acme\"") && message.contains("DispatchFailure"), "{message}");
+    assert!(
+        message.contains("\"acme\"") && message.contains("DispatchFailure"),
+        "{message}"
+    );
 
     world.relay.set_up(true);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        assert!(Instant::now() < deadline, "did not recover after STS came back");
+        assert!(
+            Instant::now() < deadline,
+            "did not recover after STS came back"
+        );
         let (status, body) = presign(&gateway, "s3://media/cat.jpg", &[]).await;
         if status == 200 {
-            assert_eq!(fetch(body["url"].as_str().unwrap()).await, (200, b"meow".to_vec()));
+            assert_eq!(
+                fetch(body["url"].as_str().unwrap()).await,
+                (200, b"meow".to_vec())
+            );
             break;
         }
         assert_eq!(status, 503, "{body}");
@@ -229,14 +342,21 @@ async fn serves_through_an_sts_outage_until_expiry_then_recovers() {
 #[tokio::test]
 async fn presign_lifetime_is_capped_at_the_session() {
     let world = World::start().await;
-    let config = world.config(world.gateway_identity(), "expiry_margin_s = 30", &world.integration("acme", EXTERNAL_ID, "session_duration_s = 120"));
+    let config = world.config(
+        world.gateway_identity(),
+        "expiry_margin_s = 30",
+        &world.integration("acme", EXTERNAL_ID, "session_duration_s = 120"),
+    );
     let gateway = Gateway::start(&config).await;
     let before = std::time::SystemTime::now();
     let (status, body) = presign(&gateway, "s3://media/cat.jpg", &[("expires", "3600")]).await;
     assert_eq!(status, 200, "{body}");
     let url = body["url"].as_str().unwrap();
     let expires: u64 = query_param(url, "X-Amz-Expires").unwrap().parse().unwrap();
-    assert!((85..=90).contains(&expires), "120 s session - 30 s margin, got {expires}");
+    assert!(
+        (85..=90).contains(&expires),
+        "120 s session - 30 s margin, got {expires}"
+    );
     let expires_at = body["expires_at"].as_str().unwrap();
     let bound = s3gate::sigv4::rfc3339(before + Duration::from_secs(92));
     assert!(expires_at <= bound.as_str(), "{expires_at} > {bound}");

@@ -31,7 +31,8 @@ pub struct Setup {
 pub struct AssumedRole {
     pub access_key_id: String,
     pub secret_access_key: String,
-    pub session_token: String,
+    /// moto leaves the token out of some entries (it then counts as unknown).
+    pub session_token: Option<String>,
     pub external_id: Option<String>,
     pub role_arn: String,
 }
@@ -61,7 +62,11 @@ impl Moto {
     /// `(name, external_id)`; moto's auth is on when this returns.
     pub fn start(roles: &[(&str, &str)]) -> Self {
         for _attempt in 0..5 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
             let mut child = Command::new(venv_bin("moto_server"))
                 .args(["-H", "127.0.0.1", "-p", &port.to_string()])
                 .stdout(Stdio::null())
@@ -124,7 +129,11 @@ fn run_setup(url: &str, roles: &[(&str, &str)]) -> Setup {
         .env_remove("AWS_ENDPOINT_URL")
         .output()
         .expect("run moto_setup.py");
-    assert!(out.status.success(), "moto_setup.py: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "moto_setup.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("moto_setup.py output")
 }
 
@@ -137,7 +146,8 @@ async fn assumed_roles(url: &str) -> Vec<AssumedRole> {
         .json()
         .await
         .unwrap();
-    serde_json::from_value(data["sts"]["AssumedRole"].clone()).unwrap()
+    let roles = data["sts"]["AssumedRole"].clone();
+    serde_json::from_value(roles.clone()).unwrap_or_else(|e| panic!("moto data.json: {e}: {roles:#}"))
 }
 
 /// A TCP relay to `target` that can be switched off: while down, every
@@ -176,7 +186,9 @@ async fn relay_loop(listener: TcpListener, target: SocketAddr, up: Arc<AtomicBoo
         }
         let up = up.clone();
         tokio::spawn(async move {
-            let Ok(mut outbound) = TcpStream::connect(target).await else { return };
+            let Ok(mut outbound) = TcpStream::connect(target).await else {
+                return;
+            };
             // Keep-alive connections are cut too when the route goes down.
             let copy = tokio::io::copy_bidirectional(&mut inbound, &mut outbound);
             tokio::pin!(copy);
@@ -215,11 +227,24 @@ fn credential_and_token(parts: &http::request::Parts) -> (Option<String>, Option
         .query()
         .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
         .unwrap_or_default();
-    let from_query = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let from_query = |name: &str| {
+        query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
     let credential = from_query("X-Amz-Credential").or_else(|| {
         header("authorization").and_then(|a| {
-            a.split("Credential=").nth(1).map(|c| c.split(',').next().unwrap_or("").to_owned())
+            a.split("Credential=")
+                .nth(1)
+                .map(|c| c.split(',').next().unwrap_or("").to_owned())
         })
     });
     let access_key = credential.map(|c| c.split('/').next().unwrap_or("").to_owned());
@@ -242,12 +267,14 @@ pub async fn session_store(moto_url: &str, root: &std::path::Path) -> EmbeddedSt
                 .find(|r| r.access_key_id == access_key)
                 .ok_or("unknown access key")?;
             match token {
-                Some(t) if t == role.session_token => Ok(()),
+                Some(t) if Some(&t) == role.session_token.as_ref() => Ok(()),
                 Some(_) => Err("the session token does not match the access key".into()),
                 None => Err("the session token is missing".into()),
             }
         })
     });
-    let auth = MotoAuth { url: moto_url.to_owned() };
+    let auth = MotoAuth {
+        url: moto_url.to_owned(),
+    };
     EmbeddedStore::start(loopback().await, root, auth, Some(gate)).expect("store starts")
 }

@@ -1,0 +1,319 @@
+//! `/v1/list`: ListObjectsV2 pages as JSON, one page per call or, with
+//! `all=true`, every page followed server-side and streamed.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::{Frame, SizeHint};
+use quick_xml::events::Event;
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::endpoint::View;
+use crate::error::Error;
+use crate::integrations::Resolved;
+use crate::proxy;
+use crate::response::{self, Body, BoxError};
+use crate::upstream;
+
+/// Most keys S3 returns in one page.
+pub const MAX_PAGE: u32 = 1000;
+
+/// Largest ListObjectsV2 response read (a 1,000-key page is well under it).
+const LIST_BODY_LIMIT: usize = 16 << 20;
+
+/// One object of a listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Object {
+    /// Full key.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// ETag, quotes included as S3 sends it.
+    pub etag: String,
+    /// Last-modified time, RFC 3339.
+    pub last_modified: String,
+}
+
+/// One ListObjectsV2 page.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Page {
+    /// Common prefixes (folders) when a delimiter is given.
+    pub prefixes: Vec<String>,
+    /// Objects.
+    pub objects: Vec<Object>,
+    /// Continuation token of the next page, if any.
+    pub next_cursor: Option<String>,
+}
+
+/// What one listing asks for.
+#[derive(Debug, Clone, Default)]
+pub struct ListRequest {
+    /// Delimiter, usually `/`.
+    pub delimiter: Option<String>,
+    /// Keys per page (1 to 1000).
+    pub limit: Option<u32>,
+    /// Continuation token from a previous page.
+    pub cursor: Option<String>,
+    /// Follow every page server-side.
+    pub all: bool,
+}
+
+/// Fetches one page of `resolved`'s prefix.
+pub async fn page(
+    resolved: &Resolved,
+    request: &ListRequest,
+    cursor: Option<&str>,
+) -> Result<Page, Error> {
+    let integration = &resolved.integration;
+    let address = integration
+        .endpoint
+        .object(&resolved.bucket, "", View::Dial);
+    let max_keys = request.limit.unwrap_or(MAX_PAGE).to_string();
+    let mut query: Vec<(&str, &str)> = vec![
+        ("list-type", "2"),
+        ("encoding-type", "url"),
+        ("max-keys", &max_keys),
+        ("prefix", &resolved.key),
+    ];
+    if let Some(d) = &request.delimiter {
+        query.push(("delimiter", d));
+    }
+    if let Some(c) = cursor {
+        query.push(("continuation-token", c));
+    }
+    let upstream = upstream::signed_read(
+        integration,
+        &Method::GET,
+        &address,
+        &query,
+        &HeaderMap::new(),
+    )
+    .await?;
+    if upstream.status() != StatusCode::OK {
+        return Err(proxy::upstream_error(&integration.name, upstream).await);
+    }
+    let body = http_body_util::Limited::new(upstream.into_body(), LIST_BODY_LIMIT)
+        .collect()
+        .await
+        .map_err(|e| Error::UpstreamFailed {
+            integration: integration.name.clone(),
+            reason: format!("reading the listing: {e}"),
+        })?
+        .to_bytes();
+    parse(&body).map_err(|reason| Error::UpstreamFailed {
+        integration: integration.name.clone(),
+        reason: format!("unreadable listing: {reason}"),
+    })
+}
+
+/// Parses a `ListBucketResult` document.
+pub fn parse(xml: &[u8]) -> Result<Page, String> {
+    let mut reader = quick_xml::Reader::from_reader(xml);
+    let mut page = Page::default();
+    let mut path: Vec<Vec<u8>> = Vec::new();
+    let mut text = String::new();
+    let mut object = Object::default();
+    let mut url_encoded = false;
+    let mut truncated = false;
+    let mut buf = Vec::new();
+    loop {
+        match reader
+            .read_event_into(&mut buf)
+            .map_err(|e| e.to_string())?
+        {
+            Event::Start(e) => {
+                path.push(e.name().as_ref().to_vec());
+                text.clear();
+            }
+            Event::Text(t) => text.push_str(&t.decode().map_err(|e| e.to_string())?),
+            Event::GeneralRef(r) => text.push(entity(&r.decode().map_err(|e| e.to_string())?)?),
+            Event::End(_) => {
+                let value = std::mem::take(&mut text);
+                let names: Vec<&[u8]> = path.iter().map(Vec::as_slice).collect();
+                match names.as_slice() {
+                    [_, b"Contents"] => page.objects.push(std::mem::take(&mut object)),
+                    [_, b"Contents", b"Key"] => object.key = value,
+                    [_, b"Contents", b"Size"] => {
+                        object.size = value.parse().map_err(|_| "bad Size")?
+                    }
+                    [_, b"Contents", b"ETag"] => object.etag = value,
+                    [_, b"Contents", b"LastModified"] => object.last_modified = value,
+                    [_, b"CommonPrefixes", b"Prefix"] => page.prefixes.push(value),
+                    [_, b"NextContinuationToken"] => page.next_cursor = Some(value),
+                    [_, b"EncodingType"] => url_encoded = value == "url",
+                    [_, b"IsTruncated"] => truncated = value == "true",
+                    _ => {}
+                }
+                path.pop();
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+        buf.clear();
+    }
+    if !truncated {
+        page.next_cursor = None;
+    }
+    if url_encoded {
+        for o in &mut page.objects {
+            o.key = url_decode(&o.key)?;
+        }
+        for p in &mut page.prefixes {
+            *p = url_decode(p)?;
+        }
+    }
+    Ok(page)
+}
+
+/// The character an XML entity or character reference stands for.
+fn entity(name: &str) -> Result<char, String> {
+    let c = match name {
+        "quot" => '"',
+        "amp" => '&',
+        "lt" => '<',
+        "gt" => '>',
+        "apos" => '\'',
+        _ => {
+            let code = match name.strip_prefix("#x") {
+                Some(hex) => u32::from_str_radix(hex, 16).ok(),
+                None => name.strip_prefix('#').and_then(|d| d.parse().ok()),
+            };
+            return code
+                .and_then(char::from_u32)
+                .ok_or_else(|| format!("unknown entity &{name};"));
+        }
+    };
+    Ok(c)
+}
+
+/// Decodes S3's `encoding-type=url` (`+` is a space).
+fn url_decode(s: &str) -> Result<String, String> {
+    crate::locator::percent_decode(&s.replace('+', "%20"))
+}
+
+/// The JSON response: one page, or every page streamed.
+pub async fn respond(
+    resolved: Resolved,
+    request: ListRequest,
+    max_keys: usize,
+) -> Result<Response<Body>, Error> {
+    if !request.all {
+        let page = page(&resolved, &request, request.cursor.as_deref()).await?;
+        let body = serde_json::to_string(&page).map_err(|e| Error::Internal(e.to_string()))?;
+        return Ok(response::json(StatusCode::OK, body));
+    }
+    // The first page decides the status; the rest stream behind it.
+    let first = page(&resolved, &request, request.cursor.as_deref()).await?;
+    let (tx, rx) = mpsc::channel(4);
+    tokio::spawn(stream_all(resolved, request, first, max_keys, tx));
+    let mut response = response::json(StatusCode::OK, String::new());
+    *response.body_mut() = ChannelBody { rx }.boxed();
+    Ok(response)
+}
+
+type Chunk = Result<Frame<Bytes>, BoxError>;
+
+/// Writes `{"objects":[…],"prefixes":[…],"next_cursor":…}` page by page.
+/// Objects stream as they arrive; prefixes are gathered and written last.
+async fn stream_all(
+    resolved: Resolved,
+    request: ListRequest,
+    first: Page,
+    max_keys: usize,
+    tx: mpsc::Sender<Chunk>,
+) {
+    let send = |s: String| {
+        let tx = tx.clone();
+        async move { tx.send(Ok(Frame::data(Bytes::from(s)))).await.is_ok() }
+    };
+    if !send("{\"objects\":[".into()).await {
+        return;
+    }
+    let mut prefixes = Vec::new();
+    let mut count = 0usize;
+    let mut page = first;
+    loop {
+        let mut chunk = String::new();
+        for object in &page.objects {
+            if count > 0 {
+                chunk.push(',');
+            }
+            chunk.push_str(&serde_json::to_string(object).unwrap_or_default());
+            count += 1;
+        }
+        prefixes.append(&mut page.prefixes);
+        if !send(chunk).await {
+            return; // the client went away
+        }
+        let next = match page.next_cursor.take() {
+            Some(cursor) if count + prefixes.len() < max_keys => cursor,
+            other => {
+                let prefixes = serde_json::to_string(&prefixes).unwrap_or_default();
+                let cursor = serde_json::to_string(&other).unwrap_or_default();
+                let _ = send(format!(
+                    "],\"prefixes\":{prefixes},\"next_cursor\":{cursor}}}"
+                ))
+                .await;
+                return;
+            }
+        };
+        page = match self::page(&resolved, &request, Some(&next)).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "listing failed mid-stream");
+                let _ = tx.send(Err(Box::new(e))).await;
+                return;
+            }
+        };
+    }
+}
+
+/// A response body fed by a channel.
+struct ChannelBody {
+    rx: mpsc::Receiver<Chunk>,
+}
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Chunk>> {
+        self.rx.poll_recv(cx)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_url_encoded_page() {
+        let xml = br#"<?xml version="1.0" encoding="UTF-8"?>
+<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>b</Name><Prefix>a%2F</Prefix>
+<KeyCount>2</KeyCount><MaxKeys>2</MaxKeys><EncodingType>url</EncodingType><IsTruncated>true</IsTruncated>
+<Contents><Key>a/x+y%26z.png</Key><LastModified>2026-01-02T03:04:05.000Z</LastModified><ETag>&quot;abc&quot;</ETag><Size>12</Size></Contents>
+<CommonPrefixes><Prefix>a/sub%2B/</Prefix></CommonPrefixes>
+<NextContinuationToken>tok/en==</NextContinuationToken></ListBucketResult>"#;
+        let page = parse(xml).unwrap();
+        assert_eq!(page.objects.len(), 1);
+        assert_eq!(page.objects[0].key, "a/x y&z.png");
+        assert_eq!(page.objects[0].etag, "\"abc\"");
+        assert_eq!(page.objects[0].size, 12);
+        assert_eq!(page.prefixes, vec!["a/sub+/".to_owned()]);
+        assert_eq!(page.next_cursor.as_deref(), Some("tok/en=="));
+    }
+
+    #[test]
+    fn untruncated_pages_have_no_cursor() {
+        let xml = b"<ListBucketResult><IsTruncated>false</IsTruncated><NextContinuationToken>x</NextContinuationToken></ListBucketResult>";
+        assert_eq!(parse(xml).unwrap().next_cursor, None);
+    }
+}

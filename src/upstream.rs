@@ -1,0 +1,181 @@
+//! The pooled HTTP client that talks to the stores, and signed S3 reads.
+//!
+//! HTTP/1.1 and HTTP/2 over rustls (webpki roots, plus an integration's
+//! `ca_file` for a private CA), keep-alive, TCP_NODELAY, a connect timeout and
+//! a timeout until the response headers arrive. Every request is signed in
+//! headers with `UNSIGNED-PAYLOAD`; bodies stream, nothing is buffered whole.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response};
+use http_body_util::Empty;
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::config::UpstreamConfig;
+use crate::endpoint::Address;
+use crate::error::Error;
+use crate::integrations::Integration;
+use crate::sigv4::{self, canonical, SigningRequest};
+
+/// Request headers a client may send that are forwarded to the store.
+pub const FORWARDED_REQUEST_HEADERS: [HeaderName; 5] = [
+    header::RANGE,
+    header::IF_MATCH,
+    header::IF_NONE_MATCH,
+    header::IF_MODIFIED_SINCE,
+    header::IF_UNMODIFIED_SINCE,
+];
+
+/// A pooled client for one trust configuration.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    header_timeout: Duration,
+}
+
+impl Upstream {
+    /// A client trusting the webpki roots and, if given, the CAs in `ca_file`.
+    pub fn new(config: &UpstreamConfig, ca_file: Option<&Path>) -> Result<Self, String> {
+        let mut roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        if let Some(path) = ca_file {
+            add_pem_roots(&mut roots, path)?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(Duration::from_millis(config.connect_timeout_ms)));
+        http.set_keepalive(Some(Duration::from_secs(60)));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(config.pool_idle_timeout_s))
+            .pool_max_idle_per_host(config.pool_max_idle_per_host)
+            .build(https);
+        Ok(Self {
+            client,
+            header_timeout: Duration::from_secs(config.header_timeout_s),
+        })
+    }
+
+    /// Sends `request`; fails with 502 when the store cannot be reached and 504
+    /// when its response headers do not arrive in time.
+    pub async fn send(
+        &self,
+        request: Request<Empty<Bytes>>,
+        integration: &str,
+    ) -> Result<Response<Incoming>, Error> {
+        let host = request
+            .uri()
+            .authority()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        match tokio::time::timeout(self.header_timeout, self.client.request(request)).await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(e)) => Err(Error::UpstreamFailed {
+                integration: integration.to_owned(),
+                reason: format!("{host}: {}", error_chain(&e)),
+            }),
+            Err(_) => Err(Error::UpstreamTimeout {
+                integration: integration.to_owned(),
+                seconds: self.header_timeout.as_secs(),
+            }),
+        }
+    }
+}
+
+fn add_pem_roots(roots: &mut rustls::RootCertStore, path: &Path) -> Result<(), String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::CertificateDer;
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut added = 0;
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| format!("{}: {e}", path.display()))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        added += 1;
+    }
+    if added == 0 {
+        return Err(format!("{}: no certificate found", path.display()));
+    }
+    Ok(())
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        message.push_str(": ");
+        message.push_str(&e.to_string());
+        source = e.source();
+    }
+    message
+}
+
+/// Signs and sends a read (`GET`/`HEAD`) of `address` with `query`, forwarding
+/// the client's range and conditional headers.
+pub async fn signed_read(
+    integration: &Integration,
+    method: &Method,
+    address: &Address,
+    query: &[(&str, &str)],
+    client_headers: &HeaderMap,
+) -> Result<Response<Incoming>, Error> {
+    let credentials = integration.credentials().await?;
+    let signing = SigningRequest {
+        method: method.as_str(),
+        host: &address.host,
+        path: &address.path,
+        query,
+        region: &integration.region,
+        service: "s3",
+        time: SystemTime::now(),
+    };
+    let signed = sigv4::sign_headers(&credentials, &signing);
+    let uri = address.url(&canonical::query_string(query));
+    let mut builder = Request::builder().method(method.clone()).uri(uri);
+    let headers = builder.headers_mut().expect("valid request");
+    for name in FORWARDED_REQUEST_HEADERS {
+        if let Some(value) = client_headers.get(&name) {
+            headers.insert(name, value.clone());
+        }
+    }
+    headers.insert(header::HOST, header_value(&address.host)?);
+    headers.insert("x-amz-date", header_value(&signed.amz_date)?);
+    headers.insert(
+        "x-amz-content-sha256",
+        HeaderValue::from_static(signed.content_sha256),
+    );
+    if let Some(token) = &signed.security_token {
+        headers.insert("x-amz-security-token", header_value(token)?);
+    }
+    headers.insert(header::AUTHORIZATION, header_value(&signed.authorization)?);
+    let request = builder
+        .body(Empty::new())
+        .map_err(|e| Error::Internal(format!("cannot build the upstream request: {e}")))?;
+    integration.upstream.send(request, &integration.name).await
+}
+
+fn header_value(value: &str) -> Result<HeaderValue, Error> {
+    HeaderValue::from_str(value).map_err(|_| Error::Internal("invalid header value".into()))
+}
