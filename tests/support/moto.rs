@@ -147,7 +147,8 @@ async fn assumed_roles(url: &str) -> Vec<AssumedRole> {
         .await
         .unwrap();
     let roles = data["sts"]["AssumedRole"].clone();
-    serde_json::from_value(roles.clone()).unwrap_or_else(|e| panic!("moto data.json: {e}: {roles:#}"))
+    serde_json::from_value(roles.clone())
+        .unwrap_or_else(|e| panic!("moto data.json: {e}: {roles:#}"))
 }
 
 /// A TCP relay to `target` that can be switched off: while down, every

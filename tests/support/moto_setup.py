@@ -4,7 +4,11 @@ Creates the gateway's IAM user (with keys and leave to call sts:AssumeRole)
 and one role per requested external ID whose trust policy names that user and
 demands the external ID. Prints the keys and role ARNs as JSON.
 
-usage: moto_setup.py MOTO_URL ROLE_NAME=EXTERNAL_ID [ROLE_NAME=EXTERNAL_ID ...]
+The gateway's user may also read S3 directly, for tests that use moto's S3
+(which verifies header signatures and answers conditional requests).
+Arguments of the form s3:BUCKET/KEY=TEXT create that object first.
+
+usage: moto_setup.py MOTO_URL [ROLE_NAME=EXTERNAL_ID | s3:BUCKET/KEY=TEXT ...]
 """
 import json
 import sys
@@ -16,7 +20,9 @@ ACCOUNT = "123456789012"
 
 
 def main():
-    url, roles = sys.argv[1], [a.split("=", 1) for a in sys.argv[2:]]
+    url = sys.argv[1]
+    roles = [a.split("=", 1) for a in sys.argv[2:] if not a.startswith("s3:")]
+    objects = [a[3:].split("=", 1) for a in sys.argv[2:] if a.startswith("s3:")]
     session = boto3.session.Session(
         aws_access_key_id="setup", aws_secret_access_key="setup", region_name="us-east-1"
     )
@@ -27,10 +33,19 @@ def main():
         PolicyName="assume-customer-roles",
         PolicyDocument=json.dumps({
             "Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}],
+            "Statement": [
+                {"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"},
+                {"Effect": "Allow", "Action": ["s3:GetObject", "s3:ListBucket"], "Resource": "*"},
+            ],
         }),
     )
     key = iam.create_access_key(UserName="s3gate")["AccessKey"]
+    s3 = session.client("s3", endpoint_url=url)
+    for path, text in objects:
+        bucket, key_name = path.split("/", 1)
+        if bucket not in [b["Name"] for b in s3.list_buckets().get("Buckets", [])]:
+            s3.create_bucket(Bucket=bucket)
+        s3.put_object(Bucket=bucket, Key=key_name, Body=text.encode())
     # An identity that exists but that no trust policy names.
     iam.create_user(UserName="stranger")
     iam.put_user_policy(

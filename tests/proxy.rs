@@ -1,0 +1,571 @@
+//! Streaming delivery: `/v1/object` in proxy and redirect modes, the S3 front's
+//! passthrough semantics (ranges, conditionals, statuses, headers), `/v1/list`
+//! pagination, and bounded memory under a slow reader.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use support::memstore::MemStore;
+use support::moto::Moto;
+use support::*;
+
+/// A config whose default integration streams (`delivery = "proxy"`) and serves the S3 API.
+fn proxy_config(endpoint: &str, buckets: &[&str]) -> String {
+    default_integration(endpoint, buckets)
+        .replace("default = true\n", "default = true\ndelivery = \"proxy\"\n")
+        + "\n[s3_api]\nanonymous = true\n"
+}
+
+fn object_url(gateway: &Gateway, locator: &str) -> String {
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("locator", locator)
+        .finish();
+    gateway.url(&format!("/v1/object?{query}"))
+}
+
+/// Deterministic bytes of length `len`.
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 31 + i / 4099) as u8).collect()
+}
+
+#[tokio::test]
+async fn proxy_streams_objects_byte_for_byte() {
+    let store = FsStore::start().await;
+    let sizes = [0usize, 1, 5 << 20, 64 << 20];
+    for size in sizes {
+        store.put("media", &format!("size/{size}.bin"), &pattern(size));
+    }
+    let gateway = Gateway::start(&proxy_config(&store.url(), &["media"])).await;
+    for size in sizes {
+        let expected = Sha256::digest(pattern(size));
+        for url in [
+            object_url(&gateway, &format!("s3://media/size/{size}.bin")),
+            gateway.url(&format!("/media/size/{size}.bin")),
+        ] {
+            let response = client().get(&url).send().await.unwrap();
+            assert_eq!(response.status(), 200, "{url}");
+            assert_eq!(
+                response.headers()["content-length"],
+                size.to_string().as_str()
+            );
+            assert!(response.headers().contains_key("etag"));
+            assert!(response.headers().contains_key("last-modified"));
+            let body = response.bytes().await.unwrap();
+            assert_eq!(
+                Sha256::digest(&body),
+                expected,
+                "{url}: {} bytes",
+                body.len()
+            );
+        }
+        let head = client()
+            .head(gateway.url(&format!("/media/size/{size}.bin")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(head.status(), 200);
+        assert_eq!(head.headers()["content-length"], size.to_string().as_str());
+    }
+}
+
+#[tokio::test]
+async fn proxy_round_trips_awkward_keys() {
+    init();
+    let backend = MemStore::default();
+    let keys = [
+        "with space.jpg",
+        "plus+sign",
+        "percent%2F",
+        "caf\u{e9}/\u{65e5}\u{672c}.png",
+        "a//double",
+        "dir/",
+        "q?h#t&e=1",
+    ];
+    for key in keys {
+        backend.put("media", key, key.as_bytes());
+    }
+    let auth = s3gate::store::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY);
+    let store =
+        s3gate::store::EmbeddedStore::start_backend(loopback().await, backend, auth, None).unwrap();
+    let gateway = Gateway::start(&proxy_config(&store.url(), &["media"])).await;
+    for key in keys {
+        let (status, body) = fetch(&object_url(&gateway, &format!("s3://media/{key}"))).await;
+        assert_eq!(
+            (status, body.as_slice()),
+            (200, key.as_bytes()),
+            "/v1/object {key}"
+        );
+        let path = format!("/media/{}", s3gate::sigv4::encode_path(key));
+        let (status, body) = fetch(&gateway.url(&path)).await;
+        assert_eq!(
+            (status, body.as_slice()),
+            (200, key.as_bytes()),
+            "S3 front {key}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn ranges_pass_through() {
+    let store = FsStore::start().await;
+    let data = pattern(1000);
+    store.put("media", "clip.mp4", &data);
+    let gateway = Gateway::start(&proxy_config(&store.url(), &["media"])).await;
+    for url in [
+        object_url(&gateway, "s3://media/clip.mp4"),
+        gateway.url("/media/clip.mp4"),
+    ] {
+        let cases: [(&str, u16, &[u8], Option<&str>); 3] = [
+            ("bytes=0-", 206, &data[..], Some("bytes 0-999/1000")),
+            (
+                "bytes=100-199",
+                206,
+                &data[100..200],
+                Some("bytes 100-199/1000"),
+            ),
+            ("bytes=-100", 206, &data[900..], Some("bytes 900-999/1000")),
+        ];
+        for (range, status, body, content_range) in cases {
+            let response = client()
+                .get(&url)
+                .header("range", range)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), status, "{url} {range}");
+            assert_eq!(
+                response
+                    .headers()
+                    .get("content-range")
+                    .map(|v| v.to_str().unwrap()),
+                content_range
+            );
+            assert_eq!(
+                response.headers()["content-length"],
+                body.len().to_string().as_str()
+            );
+            assert_eq!(response.bytes().await.unwrap().as_ref(), body, "{range}");
+        }
+        let beyond = client()
+            .get(&url)
+            .header("range", "bytes=5000-6000")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(beyond.status(), 416, "{url}");
+    }
+}
+
+#[tokio::test]
+async fn conditionals_and_statuses_keep_their_meaning() {
+    init();
+    let moto = Moto::start(&[("s3:cond/photo.jpg", "original bytes")]);
+    let secret_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(secret_file.path(), &moto.setup.secret_access_key).unwrap();
+    let config = format!(
+        "[[integrations]]\nname = \"moto\"\ndefault = true\ndelivery = \"proxy\"\nbuckets = [\"cond\"]\nendpoint_url = \"{}\"\n[integrations.credentials]\naccess_key_id = \"{}\"\nsecret_access_key_file = \"{}\"\n\n[s3_api]\nanonymous = true\n",
+        moto.url,
+        moto.setup.access_key_id,
+        secret_file.path().display()
+    );
+    let gateway = Gateway::start(&config).await;
+    for url in [
+        object_url(&gateway, "s3://cond/photo.jpg"),
+        gateway.url("/cond/photo.jpg"),
+    ] {
+        let first = client().get(&url).send().await.unwrap();
+        assert_eq!(first.status(), 200, "{url}");
+        let etag = first.headers()["etag"].to_str().unwrap().to_owned();
+        let modified = first.headers()["last-modified"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(first.bytes().await.unwrap().as_ref(), b"original bytes");
+
+        let cases = [
+            ("if-none-match", etag.as_str(), 304),
+            ("if-none-match", "\"other\"", 200),
+            ("if-match", etag.as_str(), 200),
+            ("if-match", "\"other\"", 412),
+            ("if-modified-since", modified.as_str(), 304),
+            ("if-unmodified-since", "Mon, 01 Jan 2001 00:00:00 GMT", 412),
+        ];
+        for (header, value, status) in cases {
+            let response = client()
+                .get(&url)
+                .header(header, value)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), status, "{url} {header}: {value}");
+            if status == 304 {
+                assert_eq!(response.headers()["etag"], etag.as_str());
+            }
+        }
+        let missing = url.replace("photo.jpg", "missing.jpg");
+        let response = client().get(&missing).send().await.unwrap();
+        assert_eq!(response.status(), 404, "{missing}");
+        let body = response.text().await.unwrap();
+        assert!(body.contains("NoSuchKey"), "{body}");
+    }
+}
+
+#[tokio::test]
+async fn response_overrides_and_hop_by_hop_headers() {
+    let store = FsStore::start().await;
+    store.put("media", "doc.bin", b"data");
+    let gateway = Gateway::start(&proxy_config(&store.url(), &["media"])).await;
+    let response = client()
+        .get(gateway.url("/media/doc.bin"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    for hop in ["keep-alive", "proxy-connection", "te", "trailer", "upgrade"] {
+        assert!(!response.headers().contains_key(hop), "{hop} leaked");
+    }
+    let query = "locator=s3%3A%2F%2Fmedia%2Fdoc.bin&response-content-disposition=attachment%3B%20filename%3D%22d.bin%22";
+    let response = client()
+        .get(gateway.url(&format!("/v1/object?{query}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.bytes().await.unwrap().as_ref(), b"data");
+}
+
+#[tokio::test]
+async fn redirect_delivery_answers_307_to_a_working_url() {
+    let store = FsStore::start().await;
+    store.put("media", "cat.png", b"png bytes");
+    let gateway = Gateway::start(&default_integration(&store.url(), &["media"])).await;
+    let response = client()
+        .get(object_url(&gateway, "s3://media/cat.png"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 307);
+    let cache = response.headers()["cache-control"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(cache.starts_with("private, max-age="), "{cache}");
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.starts_with(&store.url()), "{location}");
+    assert_eq!(fetch(&location).await, (200, b"png bytes".to_vec()));
+    let head = client()
+        .head(object_url(&gateway, "s3://media/cat.png"))
+        .send()
+        .await
+        .unwrap();
+    let location = head.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(
+        client().head(&location).send().await.unwrap().status(),
+        200,
+        "a HEAD redirect is signed for HEAD"
+    );
+}
+
+#[tokio::test]
+async fn writes_and_other_operations_are_refused_without_upstream_requests() {
+    let store = FsStore::start().await;
+    store.put("media", "k", b"v");
+    let gateway = Gateway::start(&proxy_config(&store.url(), &["media"])).await;
+    let http = client();
+    for method in ["PUT", "POST", "DELETE", "PATCH"] {
+        let response = http
+            .request(method.parse().unwrap(), gateway.url("/media/k"))
+            .body("x")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 405, "{method}");
+        assert_eq!(response.headers()["content-type"], "application/xml");
+        let body = response.text().await.unwrap();
+        assert!(body.contains("<Code>MethodNotAllowed</Code>"), "{body}");
+    }
+    for query in ["acl", "uploads", "tagging", "versions", "policy"] {
+        let response = http
+            .get(gateway.url(&format!("/media?{query}")))
+            .send()
+            .await
+            .unwrap();
+        assert!(matches!(response.status().as_u16(), 400 | 403), "?{query}");
+    }
+    let response = http.get(gateway.url("/media/k?acl")).send().await.unwrap();
+    assert_eq!(response.status(), 403);
+    assert!(response
+        .text()
+        .await
+        .unwrap()
+        .contains("<Code>AccessDenied</Code>"));
+    let response = http
+        .get(gateway.url("/other-bucket/k"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    assert_eq!(
+        store.requests(),
+        0,
+        "refused operations must not reach the store"
+    );
+
+    // Without `[s3_api] anonymous = true` the S3 front is closed.
+    let closed = Gateway::start(&default_integration(&store.url(), &["media"])).await;
+    let response = http.get(closed.url("/media/k")).send().await.unwrap();
+    assert_eq!(response.status(), 403);
+    assert!(response.text().await.unwrap().contains("anonymous"));
+    assert_eq!(store.requests(), 0);
+}
+
+#[tokio::test]
+async fn listing_pages_through_thousands_of_keys() {
+    let store = FsStore::start().await;
+    let mut expected = Vec::new();
+    for dir in 0..5 {
+        for i in 0..500 {
+            let key = format!("set/d{dir}/img-{i:04}.png");
+            store.put("media", &key, b"x");
+            expected.push(key);
+        }
+    }
+    expected.sort();
+    let gateway = Gateway::start(&proxy_config(&store.url(), &["media"])).await;
+    let list = |extra: String| {
+        let url = gateway.url(&format!(
+            "/v1/list?locator=s3%3A%2F%2Fmedia%2Fset%2F{extra}"
+        ));
+        async move {
+            let response = client().get(url).send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            response.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    // Page by page with the cursor.
+    let mut keys = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let extra = match &cursor {
+            Some(c) => format!(
+                "&limit=700&cursor={}",
+                form_urlencoded::byte_serialize(c.as_bytes()).collect::<String>()
+            ),
+            None => "&limit=700".to_owned(),
+        };
+        let page = list(extra).await;
+        pages += 1;
+        assert!(pages <= 10, "pagination does not end");
+        for object in page["objects"].as_array().unwrap() {
+            keys.push(object["key"].as_str().unwrap().to_owned());
+            assert_eq!(object["size"], 1);
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 4);
+    assert_eq!(keys, expected);
+
+    // All at once, streamed.
+    let all = list("&all=true&limit=300".into()).await;
+    let all_keys: Vec<&str> = all["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(all_keys, expected);
+    assert!(all["next_cursor"].is_null());
+
+    // With a delimiter: folders.
+    let folders = list("&delimiter=%2F".into()).await;
+    assert_eq!(
+        folders["prefixes"],
+        serde_json::json!(["set/d0/", "set/d1/", "set/d2/", "set/d3/", "set/d4/"])
+    );
+    assert_eq!(folders["objects"].as_array().unwrap().len(), 0);
+
+    // The S3 front passes ListObjectsV2 through.
+    let xml = client()
+        .get(gateway.url("/media?list-type=2&prefix=set%2Fd3%2F&max-keys=1000"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(xml.matches("<Key>").count(), 500);
+}
+
+#[tokio::test]
+async fn listing_stays_inside_permitted_prefixes() {
+    let store = FsStore::start().await;
+    store.put("media", "public/a.png", b"a");
+    store.put("media", "private/b.png", b"b");
+    let config = proxy_config(&store.url(), &["media"]).replace(
+        "default = true\n",
+        "default = true\nprefixes = [\"public/\"]\n",
+    );
+    let gateway = Gateway::start(&config).await;
+    let ok = client()
+        .get(gateway.url("/v1/list?locator=s3%3A%2F%2Fmedia%2Fpublic%2F"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    for locator in ["s3%3A%2F%2Fmedia%2F", "s3%3A%2F%2Fmedia%2Fprivate%2F"] {
+        let refused = client()
+            .get(gateway.url(&format!("/v1/list?locator={locator}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 403);
+        assert_eq!(
+            refused.json::<serde_json::Value>().await.unwrap()["error"]["code"],
+            "PrefixNotPermitted"
+        );
+    }
+    let s3 = client()
+        .get(gateway.url("/media?list-type=2&prefix=private%2F"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(s3.status(), 403);
+    let s3 = client()
+        .get(gateway.url("/media/private/b.png"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(s3.status(), 403);
+    assert_eq!(store.requests(), 1);
+}
+
+#[tokio::test]
+async fn unreachable_store_is_a_502() {
+    init();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let gateway = Gateway::start(&proxy_config(&format!("http://{closed}"), &["media"])).await;
+    let response = client()
+        .get(object_url(&gateway, "s3://media/x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 502);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "UpstreamFailed");
+    let response = client().get(gateway.url("/media/x")).send().await.unwrap();
+    assert_eq!(response.status(), 502);
+    assert!(response
+        .text()
+        .await
+        .unwrap()
+        .contains("<Code>BadGateway</Code>"));
+}
+
+/// Resident memory of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_slow_reader_keeps_gateway_memory_bounded() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let store = FsStore::start().await;
+    let size = 96 << 20;
+    store.put("media", "big.bin", &pattern(size));
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = proxy_config(&store.url(), &["media"]).replace(
+        "[server]\n",
+        &format!("[server]\nlisten = \"127.0.0.1:{port}\"\n"),
+    );
+    std::fs::write(dir.path().join("c.toml"), config).unwrap();
+    let mut child = std::process::Command::new(binary())
+        .args([
+            "serve",
+            "--config",
+            dir.path().join("c.toml").to_str().unwrap(),
+        ])
+        .env(SECRET_ENV, SECRET_KEY)
+        .env("S3GATE_LOG", "warn")
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut conn = loop {
+        match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+            Ok(c) => break c,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            Err(e) => panic!("gateway did not start: {e}"),
+        }
+    };
+    let baseline = rss_kib(child.id());
+    conn.write_all(b"GET /media/big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    // Read the headers and 1 MiB of body, then stop reading: the gateway must
+    // stop pulling from the store.
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut head = Vec::new();
+    let header_end = loop {
+        let n = conn.read(&mut buf).await.unwrap();
+        assert!(n > 0, "connection closed");
+        head.extend_from_slice(&buf[..n]);
+        if let Some(i) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    assert!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&head[..header_end])
+    );
+    let mut hasher = Sha256::new();
+    hasher.update(&head[header_end..]);
+    let mut body_read = head.len() - header_end;
+    while body_read < (1 << 20) {
+        let n = conn.read(&mut buf).await.unwrap();
+        hasher.update(&buf[..n]);
+        body_read += n;
+    }
+    let mut peak = 0;
+    for _ in 0..20 {
+        peak = peak.max(rss_kib(child.id()));
+        tokio::time::sleep(Duration::from_millis(50)).await; // sampling interval
+    }
+    let growth_mib = peak.saturating_sub(baseline) / 1024;
+    assert!(
+        growth_mib < 24,
+        "gateway grew {growth_mib} MiB while a reader stalled on a {} MiB object",
+        size >> 20
+    );
+    // Then read the rest: the whole object arrives intact.
+    while body_read < size {
+        let n = tokio::time::timeout(Duration::from_secs(30), conn.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "body ended at {body_read} of {size}");
+        hasher.update(&buf[..n]);
+        body_read += n;
+    }
+    assert_eq!(body_read, size);
+    assert_eq!(hasher.finalize(), Sha256::digest(pattern(size)));
+    let _ = child.kill();
+    let _ = child.wait();
+}
