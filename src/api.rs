@@ -99,7 +99,13 @@ impl App {
                 let credentials = resolved.integration.credentials().await?;
                 let presigned =
                     presign::sign(&resolved, &credentials, &options, SystemTime::now())?;
-                Ok(redirect(&presigned.url, presigned.expires_in))
+                // Cacheable while the URL stays what it is: the rest of the
+                // signing window, or most of the URL's life.
+                let expires_in = presigned.expires_in;
+                let max_age = presigned
+                    .window_left
+                    .unwrap_or_else(|| expires_in.saturating_sub((expires_in / 10).min(60)));
+                Ok(redirect(&presigned.url, max_age.min(expires_in)))
             }
             Delivery::Proxy => {
                 let address = resolved.address(View::Dial);
@@ -159,9 +165,8 @@ impl App {
     }
 }
 
-/// A 307 to `url`, cacheable privately for most of the URL's life.
-fn redirect(url: &str, expires_in: u64) -> Response<Body> {
-    let max_age = expires_in.saturating_sub((expires_in / 10).min(60));
+/// A 307 to `url`, privately cacheable for `max_age` seconds.
+fn redirect(url: &str, max_age: u64) -> Response<Body> {
     let mut response = Response::new(response::empty());
     *response.status_mut() = StatusCode::TEMPORARY_REDIRECT;
     let headers = response.headers_mut();

@@ -10,8 +10,10 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 
 use crate::config::{Config, ConfigError, S3ApiConfig, ServerConfig, UpstreamConfig};
+use crate::cors::{Cors, Origins, Verdict};
 use crate::error::{Error, Side};
 use crate::integrations::Registry;
+use crate::locator::Locator;
 use crate::metrics::Metrics;
 use crate::response::{self, Body, BoxError};
 
@@ -23,6 +25,7 @@ pub struct App {
     pub(crate) s3_api: S3ApiConfig,
     pub(crate) registry: Registry,
     pub(crate) metrics: Metrics,
+    cors: Cors,
     next_request: AtomicU64,
 }
 
@@ -55,6 +58,17 @@ impl App {
             s3_api: config.s3_api.clone(),
             registry: Registry::from_config(config, &metrics).await?,
             metrics,
+            cors: Cors {
+                global: Origins::parse(&config.cors.allowed_origins).map_err(|message| {
+                    ConfigError::Invalid {
+                        context: "[cors]".into(),
+                        field: "allowed_origins",
+                        message,
+                    }
+                })?,
+                max_age_s: config.cors.max_age_s,
+                allow_private_network: config.cors.allow_private_network,
+            },
             next_request: AtomicU64::new(1),
         })
     }
@@ -86,17 +100,32 @@ impl App {
             route,
         };
         tracing::debug!(id = ctx.id, method = %ctx.method, path = %ctx.path, "request received");
-        let result = match api {
-            Api::Json => self.route_json(request).await,
-            Api::S3 => self.s3_request(request).await,
+        let verdict = self.cors_verdict(&request, api);
+        if verdict == Verdict::Denied {
+            let origin = request
+                .headers()
+                .get(header::ORIGIN)
+                .and_then(|o| o.to_str().ok())
+                .unwrap_or("?");
+            tracing::info!(id = ctx.id, origin, path = %ctx.path, "CORS origin not allowed");
+        }
+        let mut response = if Cors::is_preflight(&ctx.method, request.headers()) {
+            self.cors.preflight(request.headers(), &verdict)
+        } else {
+            let result = match api {
+                Api::Json => self.route_json(request).await,
+                Api::S3 => self.s3_request(request).await,
+            };
+            let mut response = result.unwrap_or_else(|error| {
+                log_error(&ctx, &error);
+                match ctx.api {
+                    Api::Json => response::json_error(&error),
+                    Api::S3 => response::s3_error(&error, &ctx.path, &ctx.id.to_string()),
+                }
+            });
+            self.cors.decorate(&mut response, &verdict);
+            response
         };
-        let mut response = result.unwrap_or_else(|error| {
-            log_error(&ctx, &error);
-            match ctx.api {
-                Api::Json => response::json_error(&error),
-                Api::S3 => response::s3_error(&error, &ctx.path, &ctx.id.to_string()),
-            }
-        });
         if let Ok(id) = HeaderValue::from_str(&ctx.id.to_string()) {
             response.headers_mut().insert("x-request-id", id);
         }
@@ -131,6 +160,34 @@ impl App {
                 path: path.to_owned(),
             }),
         }
+    }
+
+    /// Judges the request's origin; integration origins apply to requests
+    /// that name one of that integration's objects.
+    fn cors_verdict<B>(&self, request: &Request<B>, api: Api) -> Verdict {
+        let headers = request.headers();
+        if !headers.contains_key(header::ORIGIN) {
+            return Verdict::NotCors;
+        }
+        let integration = if self.registry.has_scoped_origins() {
+            match api {
+                Api::Json => request.uri().query().and_then(|q| {
+                    let (_, locator) =
+                        form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "locator")?;
+                    let parsed = Locator::parse(&locator).ok()?;
+                    self.registry.resolve(&parsed).ok().map(|r| r.integration)
+                }),
+                Api::S3 => {
+                    let path = request.uri().path().trim_start_matches('/');
+                    let bucket = path.split('/').next().unwrap_or("");
+                    self.registry.for_bucket(bucket).ok()
+                }
+            }
+        } else {
+            None
+        };
+        self.cors
+            .verdict(headers, integration.as_ref().map(|i| &i.origins))
     }
 
     /// `GET /metrics`: Prometheus text format.

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::cors::Origins;
 use crate::locator::{valid_region, validate_bucket_name, AccessPointArn};
 
 /// Longest presigned URL lifetime S3 accepts: 7 days.
@@ -54,6 +55,9 @@ pub struct Config {
     /// `[s3_api]`: the S3-compatible front.
     #[serde(default)]
     pub s3_api: S3ApiConfig,
+    /// `[cors]`: which browser origins may call the gateway.
+    #[serde(default)]
+    pub cors: CorsConfig,
     /// `[[integrations]]`: one per customer store.
     #[serde(default)]
     pub integrations: Vec<IntegrationConfig>,
@@ -139,6 +143,28 @@ impl Default for UpstreamConfig {
 pub struct S3ApiConfig {
     /// Serve the S3 API without client authentication (signatures are not checked).
     pub anonymous: bool,
+}
+
+/// `[cors]`: browser origins allowed on every route.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorsConfig {
+    /// Exact origins (`https://app.example.com`), `https://*.example.com` patterns, or `*`.
+    pub allowed_origins: Vec<String>,
+    /// `Access-Control-Max-Age` of preflight answers, in seconds.
+    pub max_age_s: u64,
+    /// Answer Private Network Access preflights (`Access-Control-Allow-Private-Network`).
+    pub allow_private_network: bool,
+}
+
+impl Default for CorsConfig {
+    fn default() -> Self {
+        Self {
+            allowed_origins: Vec::new(),
+            max_age_s: 600,
+            allow_private_network: false,
+        }
+    }
 }
 
 /// `[sts]`: refresh-ahead and retry policy for assumed-role sessions.
@@ -257,6 +283,12 @@ pub struct IntegrationConfig {
     /// How `/v1/object` delivers.
     #[serde(default)]
     pub delivery: Delivery,
+    /// Browser origins allowed for this integration's objects, beside `[cors]`'s.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// Round signing times down to windows of this many seconds, so that one
+    /// object's presigned URL stays byte-identical (and cacheable) for a window.
+    pub presign_window_s: Option<u64>,
     /// PEM file of extra CA certificates to trust for this endpoint (private CA).
     pub ca_file: Option<PathBuf>,
     /// Role to assume (the customer's role that trusts the gateway's account).
@@ -343,6 +375,8 @@ impl Config {
         self.server.validate()?;
         self.sts.validate()?;
         self.upstream.validate()?;
+        Origins::parse(&self.cors.allowed_origins)
+            .map_err(|m| invalid("[cors]".into(), "allowed_origins", m))?;
         if let Some(creds) = &self.identity.credentials {
             creds.resolve_secret("[identity]")?;
             creds.warn_if_inline("[identity]");
@@ -420,6 +454,14 @@ impl IntegrationConfig {
             let msg = format!("must be 1 to {MAX_PRESIGN_TTL_S} seconds (7 days)");
             return Err(invalid(ctx, "presign_ttl_s", msg));
         }
+        if let Some(window) = self.presign_window_s {
+            if window == 0 || window + self.presign_ttl_s > MAX_PRESIGN_TTL_S {
+                let msg = "must be at least 1 and, with presign_ttl_s, at most 7 days";
+                return Err(invalid(ctx, "presign_window_s", msg));
+            }
+        }
+        Origins::parse(&self.allowed_origins)
+            .map_err(|m| invalid(ctx.clone(), "allowed_origins", m))?;
         self.validate_credentials()
     }
 

@@ -10,6 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::config::{Config, ConfigError, Delivery, IntegrationConfig};
+use crate::cors::Origins;
 use crate::credentials::{CredentialSource, Sessions, SourcesBuilder};
 use crate::endpoint::{Address, Endpoint, Origin, View};
 use crate::error::Error;
@@ -38,6 +39,10 @@ pub struct Integration {
     sessions: Arc<Sessions>,
     /// The pooled client that reaches its store.
     pub upstream: Arc<Upstream>,
+    /// Browser origins allowed for its objects (beside the global ones).
+    pub origins: Origins,
+    /// Signing-time window for cache-stable presigned URLs.
+    pub presign_window_s: Option<u64>,
 }
 
 impl Integration {
@@ -79,6 +84,9 @@ impl Integration {
             credentials,
             sessions,
             upstream,
+            origins: Origins::parse(&config.allowed_origins)
+                .map_err(|m| invalid("allowed_origins", m))?,
+            presign_window_s: config.presign_window_s,
         })
     }
 
@@ -176,6 +184,11 @@ impl Registry {
             registry.integrations.push(integration);
         }
         Ok(registry)
+    }
+
+    /// Whether any integration allows origins of its own.
+    pub fn has_scoped_origins(&self) -> bool {
+        self.integrations.iter().any(|i| !i.origins.is_empty())
     }
 
     /// All integrations, in config order.

@@ -14,6 +14,7 @@
 pub mod api;
 pub mod app;
 pub mod config;
+pub mod cors;
 pub mod credentials;
 #[cfg(feature = "embedded-store")]
 pub mod demo;

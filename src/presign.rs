@@ -67,9 +67,12 @@ pub struct Presigned {
     pub expires_at: String,
     /// The integration that signed it.
     pub integration: String,
-    /// Seconds the URL stays valid from its signing time.
+    /// Seconds the URL stays valid from now.
     #[serde(skip)]
     pub expires_in: u64,
+    /// Seconds until the signing window ends and the URL changes (windowed integrations).
+    #[serde(skip)]
+    pub window_left: Option<u64>,
 }
 
 impl PresignOptions {
@@ -124,9 +127,20 @@ pub fn sign(
 ) -> Result<Presigned, Error> {
     let integration = &resolved.integration;
     let requested = options.expires_s.unwrap_or(integration.presign_ttl_s);
-    let expires_s = lifetime(requested, credentials, now, integration)?;
+    check_requested(requested)?;
+    let window = signing_window(integration.presign_window_s, now);
+    let expires_s = lifetime(
+        requested + window.elapsed,
+        credentials,
+        &window,
+        now,
+        integration,
+    )?;
     let address = resolved.address(View::Public);
-    let query = options.s3_query(resolved);
+    let mut query = options.s3_query(resolved);
+    if let Some(cache_control) = &window.cache_control {
+        query.push(("response-cache-control", cache_control));
+    }
     let request = SigningRequest {
         method: options.method.as_str(),
         host: &address.host,
@@ -134,41 +148,87 @@ pub fn sign(
         query: &query,
         region: &integration.region,
         service: "s3",
-        time: now,
+        time: window.start,
     };
     let query = sigv4::presign(credentials, &request, expires_s);
     Ok(Presigned {
         url: address.url(&query),
-        expires_at: sigv4::rfc3339(now + Duration::from_secs(expires_s)),
+        expires_at: sigv4::rfc3339(window.start + Duration::from_secs(expires_s)),
         integration: integration.name.clone(),
-        expires_in: expires_s,
+        expires_in: expires_s.saturating_sub(window.elapsed),
+        window_left: window.left,
     })
 }
 
-/// Checks the requested lifetime and caps it at what the credentials have left.
-fn lifetime(
-    requested: u64,
-    credentials: &Credentials,
-    now: SystemTime,
-    integration: &Integration,
-) -> Result<u64, Error> {
+/// A signing time rounded down to a window, and what follows from it.
+struct Window {
+    start: SystemTime,
+    elapsed: u64,
+    left: Option<u64>,
+    cache_control: Option<String>,
+}
+
+/// The window `now` falls in; without a window, `now` itself.
+fn signing_window(window_s: Option<u64>, now: SystemTime) -> Window {
+    let Some(w) = window_s else {
+        return Window {
+            start: now,
+            elapsed: 0,
+            left: None,
+            cache_control: None,
+        };
+    };
+    let since_epoch = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let elapsed = since_epoch % w;
+    Window {
+        start: SystemTime::UNIX_EPOCH + Duration::from_secs(since_epoch - elapsed),
+        elapsed,
+        left: Some(w - elapsed),
+        // Browsers may keep the object for a window without asking again.
+        cache_control: Some(format!("private, max-age={w}")),
+    }
+}
+
+fn check_requested(requested: u64) -> Result<(), Error> {
     if requested == 0 || requested > MAX_PRESIGN_TTL_S {
         return Err(Error::InvalidParameter {
             name: "expires",
             reason: format!("must be 1 to {MAX_PRESIGN_TTL_S} seconds, got {requested}"),
         });
     }
+    Ok(())
+}
+
+/// Caps a lifetime counted from the window's start at 7 days and at what the
+/// credentials have left; fails when they have nothing left to sign with.
+fn lifetime(
+    wanted: u64,
+    credentials: &Credentials,
+    window: &Window,
+    now: SystemTime,
+    integration: &Integration,
+) -> Result<u64, Error> {
+    let wanted = wanted.min(MAX_PRESIGN_TTL_S);
     let Some(expiry) = credentials.expires_at() else {
-        return Ok(requested);
+        return Ok(wanted);
     };
-    let left = expiry.duration_since(now).unwrap_or_default();
-    match left.saturating_sub(integration.expiry_margin()).as_secs() {
-        0 => Err(Error::CredentialsUnavailable {
+    let usable_until = expiry
+        .checked_sub(integration.expiry_margin())
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    if usable_until < now + Duration::from_secs(1) {
+        return Err(Error::CredentialsUnavailable {
             integration: integration.name.clone(),
             reason: "the session credentials expire too soon to sign with".into(),
-        }),
-        usable => Ok(requested.min(usable)),
+        });
     }
+    let usable = usable_until
+        .duration_since(window.start)
+        .unwrap_or_default()
+        .as_secs();
+    Ok(wanted.min(usable))
 }
 
 /// Parses an `expires` parameter.

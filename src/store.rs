@@ -2,7 +2,8 @@
 //! for `s3gate demo` and the tests. SigV4 is verified on every request, header
 //! and presigned alike.
 //!
-//! Buckets are the folder's subfolders and objects its files. An optional gate
+//! Buckets are the folder's subfolders and objects its files. Like S3, it
+//! honours the `response-*` overrides of signed GETs. An optional gate
 //! sees each request before the store does (the tests use it to enforce session
 //! tokens), and every request is counted.
 
@@ -152,15 +153,44 @@ async fn handle(
     gate: Option<Gate>,
     request: http::Request<hyper::body::Incoming>,
 ) -> Result<http::Response<s3s::Body>, s3s::HttpError> {
+    let (parts, body) = request.into_parts();
     if let Some(gate) = gate {
-        let (parts, body) = request.into_parts();
         if let Err(reason) = gate(&parts).await {
             return Ok(access_denied(&reason));
         }
-        let request = http::Request::from_parts(parts, s3s::Body::from(body));
-        return service.call(request).await;
     }
-    service.call(request.map(s3s::Body::from)).await
+    let overrides = response_overrides(parts.uri.query());
+    let mut response = service
+        .call(http::Request::from_parts(parts, s3s::Body::from(body)))
+        .await?;
+    if response.status().is_success() {
+        for (name, value) in overrides {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    Ok(response)
+}
+
+/// The `response-*` query parameters of a GET, as the headers S3 answers with.
+fn response_overrides(query: Option<&str>) -> Vec<(http::HeaderName, http::HeaderValue)> {
+    use http::header;
+    let Some(query) = query else {
+        return Vec::new();
+    };
+    form_urlencoded::parse(query.as_bytes())
+        .filter_map(|(name, value)| {
+            let header = match name.as_ref() {
+                "response-cache-control" => header::CACHE_CONTROL,
+                "response-content-type" => header::CONTENT_TYPE,
+                "response-content-disposition" => header::CONTENT_DISPOSITION,
+                "response-content-language" => header::CONTENT_LANGUAGE,
+                "response-content-encoding" => header::CONTENT_ENCODING,
+                "response-expires" => header::EXPIRES,
+                _ => return None,
+            };
+            Some((header, http::HeaderValue::from_str(&value).ok()?))
+        })
+        .collect()
 }
 
 fn access_denied(reason: &str) -> http::Response<s3s::Body> {
