@@ -130,7 +130,7 @@ pub fn sign(
     check_requested(requested)?;
     let window = signing_window(integration.presign_window_s, now);
     let expires_s = lifetime(
-        requested + window.elapsed,
+        requested + window.length,
         credentials,
         &window,
         now,
@@ -163,7 +163,12 @@ pub fn sign(
 /// A signing time rounded down to a window, and what follows from it.
 struct Window {
     start: SystemTime,
+    /// Seconds since `start`.
     elapsed: u64,
+    /// The window's length: URLs signed in it live this much longer than
+    /// asked, so that one URL serves the whole window and stays valid for
+    /// the requested time from any moment in it.
+    length: u64,
     left: Option<u64>,
     cache_control: Option<String>,
 }
@@ -174,6 +179,7 @@ fn signing_window(window_s: Option<u64>, now: SystemTime) -> Window {
         return Window {
             start: now,
             elapsed: 0,
+            length: 0,
             left: None,
             cache_control: None,
         };
@@ -186,6 +192,7 @@ fn signing_window(window_s: Option<u64>, now: SystemTime) -> Window {
     Window {
         start: SystemTime::UNIX_EPOCH + Duration::from_secs(since_epoch - elapsed),
         elapsed,
+        length: w,
         left: Some(w - elapsed),
         // Browsers may keep the object for a window without asking again.
         cache_control: Some(format!("private, max-age={w}")),
