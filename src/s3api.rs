@@ -144,90 +144,6 @@ pub fn location_xml(region: &str) -> String {
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(method: Method, path: &str, query: Option<&str>) -> Result<Operation, Error> {
-        Operation::parse(&method, path, query)
-    }
-
-    #[test]
-    fn objects_keep_their_keys() {
-        let op = parse(
-            Method::GET,
-            "/media/a%20b//c%2B/",
-            Some("versionId=v1&x-id=GetObject"),
-        )
-        .unwrap();
-        assert_eq!(
-            op,
-            Operation::Object {
-                bucket: "media".into(),
-                key: "a b//c+/".into(),
-                params: vec![("versionId".into(), "v1".into())],
-            }
-        );
-    }
-
-    #[test]
-    fn listing_and_location() {
-        let op = parse(
-            Method::GET,
-            "/media",
-            Some("list-type=2&prefix=a%2F&delimiter=%2F"),
-        )
-        .unwrap();
-        assert!(matches!(op, Operation::List { ref params, .. } if params.len() == 3));
-        assert!(matches!(
-            parse(Method::GET, "/media/", None).unwrap(),
-            Operation::List { .. }
-        ));
-        assert!(matches!(
-            parse(Method::GET, "/media", Some("location")).unwrap(),
-            Operation::Location { .. }
-        ));
-        assert!(matches!(
-            parse(Method::HEAD, "/media", None).unwrap(),
-            Operation::HeadBucket { .. }
-        ));
-    }
-
-    #[test]
-    fn writes_and_other_operations_are_refused() {
-        for method in [Method::PUT, Method::POST, Method::DELETE, Method::PATCH] {
-            let e = parse(method, "/media/k", None).unwrap_err();
-            assert_eq!(
-                (e.status().as_u16(), e.s3_code()),
-                (405, "MethodNotAllowed")
-            );
-        }
-        for query in [
-            "acl",
-            "uploads",
-            "tagging",
-            "versions",
-            "list-type=1",
-            "policy",
-        ] {
-            let e = parse(Method::GET, "/media", Some(query)).unwrap_err();
-            assert!(matches!(e.status().as_u16(), 400 | 403), "{query}");
-        }
-        for query in ["acl", "uploadId=1", "attributes"] {
-            let e = parse(Method::GET, "/media/k", Some(query)).unwrap_err();
-            assert_eq!(
-                (e.status().as_u16(), e.s3_code()),
-                (403, "AccessDenied"),
-                "{query}"
-            );
-        }
-        assert_eq!(
-            parse(Method::GET, "/", None).unwrap_err().s3_code(),
-            "AccessDenied"
-        );
-    }
-}
-
 impl App {
     /// Serves one request of the S3 API.
     pub(crate) async fn s3_request<B>(&self, request: Request<B>) -> Result<Response<Body>, Error> {
@@ -319,5 +235,89 @@ impl App {
     ) -> Result<Response<Body>, Error> {
         let upstream = upstream::signed_read(integration, method, address, query, headers).await?;
         Ok(proxy::pass_through(upstream))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(method: Method, path: &str, query: Option<&str>) -> Result<Operation, Error> {
+        Operation::parse(&method, path, query)
+    }
+
+    #[test]
+    fn objects_keep_their_keys() {
+        let op = parse(
+            Method::GET,
+            "/media/a%20b//c%2B/",
+            Some("versionId=v1&x-id=GetObject"),
+        )
+        .unwrap();
+        assert_eq!(
+            op,
+            Operation::Object {
+                bucket: "media".into(),
+                key: "a b//c+/".into(),
+                params: vec![("versionId".into(), "v1".into())],
+            }
+        );
+    }
+
+    #[test]
+    fn listing_and_location() {
+        let op = parse(
+            Method::GET,
+            "/media",
+            Some("list-type=2&prefix=a%2F&delimiter=%2F"),
+        )
+        .unwrap();
+        assert!(matches!(op, Operation::List { ref params, .. } if params.len() == 3));
+        assert!(matches!(
+            parse(Method::GET, "/media/", None).unwrap(),
+            Operation::List { .. }
+        ));
+        assert!(matches!(
+            parse(Method::GET, "/media", Some("location")).unwrap(),
+            Operation::Location { .. }
+        ));
+        assert!(matches!(
+            parse(Method::HEAD, "/media", None).unwrap(),
+            Operation::HeadBucket { .. }
+        ));
+    }
+
+    #[test]
+    fn writes_and_other_operations_are_refused() {
+        for method in [Method::PUT, Method::POST, Method::DELETE, Method::PATCH] {
+            let e = parse(method, "/media/k", None).unwrap_err();
+            assert_eq!(
+                (e.status().as_u16(), e.s3_code()),
+                (405, "MethodNotAllowed")
+            );
+        }
+        for query in [
+            "acl",
+            "uploads",
+            "tagging",
+            "versions",
+            "list-type=1",
+            "policy",
+        ] {
+            let e = parse(Method::GET, "/media", Some(query)).unwrap_err();
+            assert!(matches!(e.status().as_u16(), 400 | 403), "{query}");
+        }
+        for query in ["acl", "uploadId=1", "attributes"] {
+            let e = parse(Method::GET, "/media/k", Some(query)).unwrap_err();
+            assert_eq!(
+                (e.status().as_u16(), e.s3_code()),
+                (403, "AccessDenied"),
+                "{query}"
+            );
+        }
+        assert_eq!(
+            parse(Method::GET, "/", None).unwrap_err().s3_code(),
+            "AccessDenied"
+        );
     }
 }

@@ -154,12 +154,15 @@ async fn options_are_signed_into_the_url() {
     assert_eq!(head.headers()["content-length"], "4");
 }
 
+/// Extra query parameters of a presign call.
+type Params<'a> = &'a [(&'a str, &'a str)];
+
 #[tokio::test]
 async fn refused_locators_never_reach_the_store() {
     let store = FsStore::start().await;
     store.put("media", "a.txt", b"a");
     let gateway = Gateway::start(&default_integration(&store.url(), &["media"])).await;
-    let cases: &[(&str, &[(&str, &str)], u16, &str)] = &[
+    let cases: &[(&str, Params, u16, &str)] = &[
         ("s3://other-bucket/a.txt", &[], 403, "BucketNotPermitted"),
         ("s3://Bad_Bucket/a.txt", &[], 400, "InvalidLocator"),
         ("gs://media/a.txt", &[], 400, "InvalidLocator"),

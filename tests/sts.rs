@@ -253,7 +253,7 @@ async fn short_sessions_are_refreshed_before_they_expire() {
     // Refreshed ahead: about one session per 4 s, not one per request.
     let sessions = world.moto.assumed_roles().await.len();
     assert!(
-        sessions >= 3 && sessions <= 4,
+        (3..=4).contains(&sessions),
         "{sessions} sessions for {served} requests"
     );
     // And in the background: only the very first request waited for STS.
