@@ -173,21 +173,23 @@ struct Window {
     cache_control: Option<String>,
 }
 
-/// The window `now` falls in; without a window, `now` itself.
+/// The window `now` falls in; without a window, `now` to the second.
 fn signing_window(window_s: Option<u64>, now: SystemTime) -> Window {
+    // Whole seconds, as X-Amz-Date carries them: a URL then expires exactly
+    // at `start + lifetime`, which is what `expires_at` reports.
+    let since_epoch = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
     let Some(w) = window_s else {
         return Window {
-            start: now,
+            start: SystemTime::UNIX_EPOCH + Duration::from_secs(since_epoch),
             elapsed: 0,
             length: 0,
             left: None,
             cache_control: None,
         };
     };
-    let since_epoch = now
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
     let elapsed = since_epoch % w;
     Window {
         start: SystemTime::UNIX_EPOCH + Duration::from_secs(since_epoch - elapsed),
