@@ -100,6 +100,8 @@ impl App {
             route,
         };
         tracing::debug!(id = ctx.id, method = %ctx.method, path = %ctx.path, "request received");
+        let sent_body = sends_body(&request);
+        let reads_body = ctx.route == "presign" && ctx.method == Method::POST;
         let verdict = self.cors_verdict(&request, api);
         if verdict == Verdict::Denied {
             let origin = request
@@ -126,6 +128,14 @@ impl App {
             self.cors.decorate(&mut response, &verdict);
             response
         };
+        if sent_body && (!reads_body || !response.status().is_success()) {
+            // The body was never read: the client may still be sending it
+            // (or waiting on `Expect: 100-continue`), so this HTTP/1
+            // connection cannot carry another request.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if let Ok(id) = HeaderValue::from_str(&ctx.id.to_string()) {
             response.headers_mut().insert("x-request-id", id);
         }
@@ -239,6 +249,16 @@ fn classify(path: &str) -> (Api, &'static str) {
         p if p == "/v1" || p.starts_with("/v1/") => (Api::Json, "unknown"),
         _ => (Api::S3, "s3"),
     }
+}
+
+/// Whether an HTTP/1 request announces a body (HTTP/2 streams end on their own).
+fn sends_body<B>(request: &Request<B>) -> bool {
+    let headers = request.headers();
+    request.version() <= http::Version::HTTP_11
+        && (headers.contains_key(header::TRANSFER_ENCODING)
+            || headers
+                .get(header::CONTENT_LENGTH)
+                .is_some_and(|length| length.as_bytes() != b"0"))
 }
 
 pub(crate) fn not_allowed(method: &Method, allowed: &'static str) -> Error {
