@@ -1,0 +1,228 @@
+//! TLS on both sides: the gateway serving HTTPS (rustls, HTTP/2 by ALPN), and
+//! an integration reaching an HTTPS store signed by a private CA (`ca_file`).
+//! Certificates are made with the `openssl` command for each run.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use support::*;
+
+/// A private CA and a server certificate for 127.0.0.1, in `dir`.
+struct Pki {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("the openssl command is required");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn make_pki(dir: &Path) -> Pki {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=s3gate test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ],
+    );
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.pem",
+        ],
+    );
+    Pki {
+        ca: dir.join("ca.pem"),
+        cert: dir.join("server.pem"),
+        key: dir.join("server.key"),
+    }
+}
+
+/// A gateway serving HTTPS in this process.
+async fn tls_gateway(
+    config: &str,
+    pki: &Pki,
+) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let config = s3gate::config::Config::parse(config).unwrap();
+    let app = Arc::new(s3gate::app::App::new(&config).await.unwrap());
+    let tls = s3gate::server::tls_acceptor(&s3gate::config::TlsConfig {
+        cert_file: pki.cert.clone(),
+        key_file: pki.key.clone(),
+    })
+    .unwrap();
+    let listener = loopback().await;
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(s3gate::server::serve(
+        listener,
+        app,
+        Some(tls),
+        async move {
+            let _ = stopped.await;
+        },
+        Duration::from_secs(1),
+    ));
+    (addr, stop)
+}
+
+#[tokio::test]
+async fn serves_https_and_reaches_a_private_ca_store() {
+    let store = FsStore::start().await;
+    store.put("media", "cat.jpg", b"meow over tls");
+    let dir = tempfile::tempdir().unwrap();
+    let pki = make_pki(dir.path());
+
+    // Front: HTTPS, serving the S3 API in front of the store.
+    let front_config =
+        default_integration(&store.url(), &["media"]) + "\n[s3_api]\nanonymous = true\n";
+    let (front, _stop) = tls_gateway(&front_config, &pki).await;
+    // curl runs as a child process while this runtime keeps serving.
+    let out = tokio::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "20",
+            "--http2",
+            "-w",
+            "\n%{http_version} %{http_code}",
+            "--cacert",
+            pki.ca.to_str().unwrap(),
+        ])
+        .arg(format!("https://{front}/media/cat.jpg"))
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text,
+        "meow over tls\n2 200",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let untrusted = tokio::process::Command::new("curl")
+        .args(["-sS", "--max-time", "20", "-o", "/dev/null"])
+        .arg(format!("https://{front}/healthz"))
+        .output()
+        .await
+        .unwrap();
+    // 60: the peer certificate cannot be authenticated with known CAs.
+    assert_eq!(
+        untrusted.status.code(),
+        Some(60),
+        "a client that does not trust the CA must fail: {}",
+        String::from_utf8_lossy(&untrusted.stderr)
+    );
+
+    // Back: an integration whose store is that HTTPS endpoint, trusted through `ca_file`.
+    let back_config = |ca: Option<&Path>| {
+        let ca_line = ca
+            .map(|p| format!("ca_file = \"{}\"\n", p.display()))
+            .unwrap_or_default();
+        default_integration(&format!("https://{front}"), &["media"]).replace(
+            "default = true\n",
+            &format!("default = true\ndelivery = \"proxy\"\n{ca_line}"),
+        )
+    };
+    let trusted = Gateway::start(&back_config(Some(&pki.ca))).await;
+    let (status, body) = fetch(&trusted.url("/v1/object?locator=s3%3A%2F%2Fmedia%2Fcat.jpg")).await;
+    assert_eq!(
+        (status, body.as_slice()),
+        (200, b"meow over tls".as_slice())
+    );
+
+    let untrusting = Gateway::start(&back_config(None)).await;
+    let response = client()
+        .get(untrusting.url("/v1/object?locator=s3%3A%2F%2Fmedia%2Fcat.jpg"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 502);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("certificate"),
+        "{body}"
+    );
+}
+
+#[test]
+fn unreadable_tls_files_are_config_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = s3gate::config::TlsConfig {
+        cert_file: dir.path().join("none.pem"),
+        key_file: dir.path().join("none.key"),
+    };
+    let error = s3gate::server::tls_acceptor(&missing).err().unwrap();
+    assert!(error.contains("none.pem"), "{error}");
+    std::fs::write(dir.path().join("empty.pem"), "").unwrap();
+    let empty = s3gate::config::TlsConfig {
+        cert_file: dir.path().join("empty.pem"),
+        key_file: dir.path().join("empty.pem"),
+    };
+    assert!(s3gate::server::tls_acceptor(&empty)
+        .err()
+        .unwrap()
+        .contains("no certificate"));
+}
