@@ -569,3 +569,71 @@ async fn a_slow_reader_keeps_gateway_memory_bounded() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[tokio::test]
+async fn a_silent_store_is_a_504() {
+    init();
+    // Accepts connections and never answers.
+    let silent = loopback().await;
+    let addr = silent.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = silent.accept().await {
+            held.push(conn);
+        }
+    });
+    let config = proxy_config(&format!("http://{addr}"), &["media"])
+        + "\n[upstream]\nheader_timeout_s = 1\n";
+    let gateway = Gateway::start(&config).await;
+    let response = client()
+        .get(object_url(&gateway, "s3://media/x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 504);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "UpstreamTimeout");
+    let response = client().get(gateway.url("/media/x")).send().await.unwrap();
+    assert_eq!(response.status(), 504);
+    assert!(response
+        .text()
+        .await
+        .unwrap()
+        .contains("<Code>GatewayTimeout</Code>"));
+}
+
+#[tokio::test]
+async fn a_client_that_disconnects_cancels_the_upstream_request() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let store = FsStore::start().await;
+    let size = 64u64 << 20;
+    store.put("media", "big.bin", &pattern(size as usize));
+    let tap = Tap::start(store.store.addr()).await;
+    let gateway = Gateway::start(&proxy_config(&tap.url(), &["media"])).await;
+    for path in [
+        "/media/big.bin".to_owned(),
+        object_url(&gateway, "s3://media/big.bin").replace(&gateway.url(""), ""),
+    ] {
+        let mut conn = tokio::net::TcpStream::connect(gateway.addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+        conn.write_all(request.as_bytes()).await.unwrap();
+        let mut buf = vec![0u8; 256 << 10];
+        let n = conn.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{path}");
+        drop(conn);
+        // The gateway drops its upstream connection rather than draining it.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while tap.open.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "{path}: the upstream request outlived its client"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await; // polling
+        }
+        let down = tap.bytes_down.swap(0, std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            down < size / 2,
+            "{path}: {down} of {size} bytes were pulled for a client that left"
+        );
+    }
+}

@@ -199,3 +199,75 @@ pub async fn fetch(url: &str) -> (u16, Vec<u8>) {
 pub fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_s3gate"))
 }
+
+/// A TCP relay in front of a server that counts what flows through it: the
+/// bytes the server sent and the connections still open.
+pub struct Tap {
+    pub addr: SocketAddr,
+    /// Bytes relayed from the server to its clients.
+    pub bytes_down: Arc<std::sync::atomic::AtomicU64>,
+    /// Connections whose either side is still open.
+    pub open: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Tap {
+    /// Starts relaying to `target`.
+    pub async fn start(target: SocketAddr) -> Self {
+        let listener = loopback().await;
+        let tap = Self {
+            addr: listener.local_addr().unwrap(),
+            bytes_down: Default::default(),
+            open: Default::default(),
+        };
+        let (bytes_down, open) = (tap.bytes_down.clone(), tap.open.clone());
+        tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let Ok(outbound) = tokio::net::TcpStream::connect(target).await else {
+                    continue;
+                };
+                let (bytes_down, open) = (bytes_down.clone(), open.clone());
+                open.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    relay(inbound, outbound, &bytes_down).await;
+                    open.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                });
+            }
+        });
+        tap
+    }
+
+    /// `http://ADDR`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+/// Copies both ways until either side closes, counting the server's bytes.
+async fn relay(
+    inbound: tokio::net::TcpStream,
+    outbound: tokio::net::TcpStream,
+    bytes_down: &std::sync::atomic::AtomicU64,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut client_read, mut client_write) = inbound.into_split();
+    let (mut server_read, mut server_write) = outbound.into_split();
+    let up = tokio::io::copy(&mut client_read, &mut server_write);
+    let down = async {
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            match server_read.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if client_write.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                    bytes_down.fetch_add(n as u64, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+        }
+    };
+    tokio::select! {
+        _ = up => {}
+        _ = down => {}
+    }
+}
