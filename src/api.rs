@@ -12,7 +12,6 @@ use crate::app::App;
 use crate::config::Delivery;
 use crate::endpoint::View;
 use crate::error::Error;
-use crate::integrations::Resolved;
 use crate::listing::{self, ListRequest};
 use crate::locator::Locator;
 use crate::presign::{self, parse_expires, PresignMethod, PresignOptions};
@@ -86,7 +85,7 @@ impl App {
             "version_id",
         ];
         let params = Params::parse(request.uri().query().unwrap_or(""), &allowed)?;
-        let resolved = resolve_object(&self.registry, params.locator()?)?;
+        let resolved = self.registry.resolve_object(params.locator()?)?;
         let mut options = params.presign_options()?;
         let head = request.method() == Method::HEAD;
         match resolved.integration.delivery {
@@ -177,24 +176,6 @@ fn redirect(url: &str, max_age: u64) -> Response<Body> {
         headers.insert(header::CACHE_CONTROL, cache);
     }
     response
-}
-
-/// Parses a locator that must name an object, and resolves it.
-fn resolve_object(
-    registry: &crate::integrations::Registry,
-    locator: &str,
-) -> Result<Resolved, Error> {
-    let parsed = Locator::parse(locator).map_err(|reason| Error::InvalidLocator {
-        locator: locator.to_owned(),
-        reason,
-    })?;
-    if parsed.key.is_empty() {
-        return Err(Error::InvalidLocator {
-            locator: locator.to_owned(),
-            reason: "names a bucket, not an object".into(),
-        });
-    }
-    registry.resolve(&parsed)
 }
 
 /// Query parameters of a JSON API call: each known name at most once, unknown names refused.

@@ -511,19 +511,19 @@ fn sts_failure(error: SdkError<AssumeRoleError, HttpResponse>) -> StsFailure {
         SdkError::DispatchFailure(e) => StsFailure {
             code: "DispatchFailure".into(),
             message: match e.as_connector_error() {
-                Some(c) => format!("cannot reach STS: {}", source_chain(c)),
+                Some(c) => format!("cannot reach STS: {}", crate::error::chain(c)),
                 None => format!("cannot reach STS: {e:?}"),
             },
             refused: false,
         },
         SdkError::ConstructionFailure(_) => StsFailure {
             code: "NoGatewayIdentity".into(),
-            message: format!("cannot sign the STS call: {}", source_chain(&error)),
+            message: format!("cannot sign the STS call: {}", crate::error::chain(&error)),
             refused: true,
         },
         _ => StsFailure {
             code: "ResponseError".into(),
-            message: source_chain(&error),
+            message: crate::error::chain(&error),
             refused: false,
         },
     }
@@ -534,17 +534,6 @@ fn xml_field(xml: &str, name: &str) -> Option<String> {
     let start = xml.find(&format!("<{name}>"))? + name.len() + 2;
     let end = start + xml[start..].find(&format!("</{name}>"))?;
     Some(xml[start..end].to_owned())
-}
-
-fn source_chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        message.push_str(": ");
-        message.push_str(&e.to_string());
-        source = e.source();
-    }
-    message
 }
 
 impl CredentialSource {

@@ -207,3 +207,15 @@ pub fn xml_escape(text: &str) -> String {
     }
     out
 }
+
+/// An error and its sources, joined by `: `.
+pub(crate) fn chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        message.push_str(": ");
+        message.push_str(&e.to_string());
+        source = e.source();
+    }
+    message
+}

@@ -196,6 +196,21 @@ impl Registry {
         &self.integrations
     }
 
+    /// Parses a locator that must name an object, and resolves it.
+    pub fn resolve_object(&self, locator: &str) -> Result<Resolved, Error> {
+        let parsed = Locator::parse(locator).map_err(|reason| Error::InvalidLocator {
+            locator: locator.to_owned(),
+            reason,
+        })?;
+        if parsed.key.is_empty() {
+            return Err(Error::InvalidLocator {
+                locator: locator.to_owned(),
+                reason: "names a bucket, not an object".into(),
+            });
+        }
+        self.resolve(&parsed)
+    }
+
     /// The integration serving `locator`, or why none may.
     pub fn resolve(&self, locator: &Locator) -> Result<Resolved, Error> {
         let (integration, bucket) = match &locator.target {

@@ -9,7 +9,6 @@ use crate::config::MAX_PRESIGN_TTL_S;
 use crate::endpoint::View;
 use crate::error::Error;
 use crate::integrations::{Integration, Registry, Resolved};
-use crate::locator::Locator;
 use crate::sigv4::{self, Credentials, SigningRequest};
 
 /// The method a presigned URL is for.
@@ -103,17 +102,7 @@ pub async fn presign(
     options: &PresignOptions,
     now: SystemTime,
 ) -> Result<Presigned, Error> {
-    let parsed = Locator::parse(locator).map_err(|reason| Error::InvalidLocator {
-        locator: locator.to_owned(),
-        reason,
-    })?;
-    if parsed.key.is_empty() {
-        return Err(Error::InvalidLocator {
-            locator: locator.to_owned(),
-            reason: "names a bucket, not an object".into(),
-        });
-    }
-    let resolved = registry.resolve(&parsed)?;
+    let resolved = registry.resolve_object(locator)?;
     let credentials = resolved.integration.credentials().await?;
     sign(&resolved, &credentials, options, now)
 }

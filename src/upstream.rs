@@ -93,7 +93,7 @@ impl Upstream {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(e)) => Err(Error::UpstreamFailed {
                 integration: integration.to_owned(),
-                reason: format!("{host}: {}", error_chain(&e)),
+                reason: format!("{host}: {}", crate::error::chain(&e)),
             }),
             Err(_) => Err(Error::UpstreamTimeout {
                 integration: integration.to_owned(),
@@ -119,17 +119,6 @@ fn add_pem_roots(roots: &mut rustls::RootCertStore, path: &Path) -> Result<(), S
         return Err(format!("{}: no certificate found", path.display()));
     }
     Ok(())
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        message.push_str(": ");
-        message.push_str(&e.to_string());
-        source = e.source();
-    }
-    message
 }
 
 /// Signs and sends a read (`GET`/`HEAD`) of `address` with `query`, forwarding

@@ -7,7 +7,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
@@ -17,20 +17,6 @@ use support::*;
 
 /// Longest a single client invocation may take.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(300);
-
-/// A tool from the test venv; panics when the venv is missing (never skips).
-fn venv_bin(tool: &str) -> PathBuf {
-    let venv = std::env::var_os("S3GATE_TEST_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv"));
-    let path = venv.join("bin").join(tool);
-    assert!(
-        path.exists(),
-        "{} is missing: run scripts/test, which installs the test components",
-        path.display()
-    );
-    path
-}
 
 /// A client command with an environment that can only reach loopback: dummy
 /// keys, no config or credential files, no instance metadata, no proxies, and

@@ -183,14 +183,7 @@ async fn concurrent_cold_requests_make_one_assume_role_call() {
         1,
         "exactly one AssumeRole"
     );
-    let metrics = client()
-        .get(gateway.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics(&gateway).await;
     assert!(
         metrics.contains(&format!(
             "s3gate_sts_calls_total{{role=\"{}\"}} 1",
@@ -257,14 +250,7 @@ async fn short_sessions_are_refreshed_before_they_expire() {
         "{sessions} sessions for {served} requests"
     );
     // And in the background: only the very first request waited for STS.
-    let metrics = client()
-        .get(gateway.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics(&gateway).await;
     assert!(
         metrics.contains("s3gate_credential_cache_misses_total 1\n"),
         "{metrics}"

@@ -135,6 +135,28 @@ impl Drop for Gateway {
     }
 }
 
+/// A tool from the test venv that scripts/test creates; panics when it is
+/// missing (a test never skips).
+pub fn venv_bin(tool: &str) -> std::path::PathBuf {
+    let venv = std::env::var_os("S3GATE_TEST_VENV")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv"));
+    let path = venv.join("bin").join(tool);
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/test, which installs the test components",
+        path.display()
+    );
+    path
+}
+
+/// The gateway's Prometheus page.
+pub async fn metrics(gateway: &Gateway) -> String {
+    let response = client().get(gateway.url("/metrics")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    response.text().await.unwrap()
+}
+
 /// A config with one default integration for `buckets` on a store at `endpoint`.
 pub fn default_integration(endpoint: &str, buckets: &[&str]) -> String {
     let buckets: Vec<String> = buckets.iter().map(|b| format!("{b:?}")).collect();

@@ -3,7 +3,6 @@
 //! temporary credentials and enforces their session tokens.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -14,7 +13,7 @@ use s3s::auth::{S3Auth, SecretKey};
 use s3s::{s3_error, S3Result};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::loopback;
+use super::{loopback, venv_bin};
 
 /// What `moto_setup.py` created.
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -42,19 +41,6 @@ pub struct Moto {
     child: Child,
     pub url: String,
     pub setup: Setup,
-}
-
-fn venv_bin(tool: &str) -> PathBuf {
-    let venv = std::env::var_os("S3GATE_TEST_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv"));
-    let path = venv.join("bin").join(tool);
-    assert!(
-        path.exists(),
-        "{} is missing: run scripts/test, which installs the test components",
-        path.display()
-    );
-    path
 }
 
 impl Moto {
