@@ -15,6 +15,9 @@ use crate::locator::{valid_region, validate_bucket_name, AccessPointArn};
 /// Longest presigned URL lifetime S3 accepts: 7 days.
 pub const MAX_PRESIGN_TTL_S: u64 = 7 * 24 * 3600;
 
+/// Role session lifetime STS grants when `session_duration_s` is not set.
+pub const DEFAULT_SESSION_DURATION_S: u64 = 3600;
+
 /// A configuration that could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -387,6 +390,15 @@ impl Config {
         for integration in &self.integrations {
             integration.validate()?;
             let ctx = integration.context();
+            if let Some(duration) = integration.role_session_duration_s() {
+                if duration <= self.sts.expiry_margin_s + 1 {
+                    let msg = format!(
+                        "= {duration} leaves nothing to sign with: sessions stop being used [sts] expiry_margin_s = {} s before they expire",
+                        self.sts.expiry_margin_s
+                    );
+                    return Err(invalid(ctx, "session_duration_s", msg));
+                }
+            }
             if names.insert(integration.name.as_str(), ()).is_some() {
                 return Err(invalid(ctx, "name", "is used by another integration"));
             }
@@ -425,6 +437,14 @@ impl IntegrationConfig {
     /// `integration "NAME"`, the prefix of this integration's errors.
     pub fn context(&self) -> String {
         format!("integration {:?}", self.name)
+    }
+
+    /// The lifetime asked of this integration's role sessions, if it assumes a role.
+    pub fn role_session_duration_s(&self) -> Option<u64> {
+        self.role_arn.as_ref().map(|_| {
+            self.session_duration_s
+                .unwrap_or(DEFAULT_SESSION_DURATION_S)
+        })
     }
 
     /// Buckets claimed by this integration when it is not the default.
@@ -496,6 +516,17 @@ impl IntegrationConfig {
         ] {
             if let Some(url) = url {
                 validate_endpoint_url(url).map_err(|m| invalid(ctx(), field, m))?;
+            }
+        }
+        if self.force_path_style == Some(false) {
+            for (field, url) in [
+                ("endpoint_url", &self.endpoint_url),
+                ("public_endpoint_url", &self.public_endpoint_url),
+            ] {
+                if url.as_deref().is_some_and(has_ip_host) {
+                    let msg = format!("= false needs a DNS name in `{field}`: virtual-hosted addressing puts the bucket in front of the host");
+                    return Err(invalid(ctx(), "force_path_style", msg));
+                }
             }
         }
         if self.public_endpoint_url.is_some() && self.endpoint_url.is_none() {
@@ -652,6 +683,16 @@ fn validate_endpoint_url(url: &str) -> Result<(), String> {
         return Err(format!("{url:?} must not have a path or query"));
     }
     Ok(())
+}
+
+/// Whether a (valid) endpoint URL names its host by IP address.
+fn has_ip_host(url: &str) -> bool {
+    let host = url
+        .parse::<http::Uri>()
+        .ok()
+        .and_then(|uri| uri.host().map(str::to_owned))
+        .unwrap_or_default();
+    host.starts_with('[') || host.parse::<std::net::IpAddr>().is_ok()
 }
 
 fn validate_role_arn(arn: &str) -> Result<(), String> {

@@ -6,8 +6,8 @@
 //! call. A cached session is
 //! - served as long as it is valid (never in its last `expiry_margin_s`);
 //! - refreshed in the background once its remaining life falls under
-//!   min(`refresh_margin_s`, `refresh_margin_ratio` × lifetime), while it keeps
-//!   serving;
+//!   min(`refresh_margin_s`, `refresh_margin_ratio` × lifetime) (and never
+//!   later than `expiry_margin_s` + 2 s before expiry), while it keeps serving;
 //! - fetched once for any number of concurrent first requests (moka coalesces
 //!   them into one AssumeRole call).
 //!
@@ -405,8 +405,12 @@ impl Sessions {
             Ok(credentials) => {
                 let expiry = credentials.expires_at().unwrap_or(started);
                 let lifetime = expiry.duration_since(started).unwrap_or_default();
+                // Refresh before the cache lets the session go (expiry_margin_s
+                // + 1 s), or requests would wait on STS.
                 let margin = Duration::from_secs(self.tuning.refresh_margin_s)
-                    .min(lifetime.mul_f64(self.tuning.refresh_margin_ratio));
+                    .min(lifetime.mul_f64(self.tuning.refresh_margin_ratio))
+                    .max(Duration::from_secs(self.tuning.expiry_margin_s + 2))
+                    .min(lifetime);
                 tracing::info!(role = %role.arn, lifetime_s = lifetime.as_secs(), "assumed role");
                 h.failures = 0;
                 h.retry_at = None;

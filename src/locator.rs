@@ -263,12 +263,23 @@ pub fn percent_decode(s: &str) -> Result<String, String> {
     String::from_utf8(out).map_err(|_| "path is not UTF-8 once decoded".into())
 }
 
-fn validate_key(key: &str) -> Result<(), String> {
+/// Checks a key: at most S3's 1,024 bytes, and no `.` or `..` path segment.
+///
+/// S3 itself keeps such segments literally, but browsers, HTTP libraries and
+/// some stores and proxies resolve them, so a signed path holding one could
+/// reach another object (or bucket) than the one that was checked.
+pub fn validate_key(key: &str) -> Result<(), String> {
     if key.len() > MAX_KEY_BYTES {
         return Err(format!(
             "key is {} bytes, over S3's {MAX_KEY_BYTES}",
             key.len()
         ));
+    }
+    if key
+        .split('/')
+        .any(|segment| segment == "." || segment == "..")
+    {
+        return Err("key has a `.` or `..` path segment, which s3gate does not sign".into());
     }
     Ok(())
 }
@@ -344,6 +355,7 @@ mod tests {
             "trailing/",
             "",
             "%2F",
+            ".hidden/..x/y..",
         ] {
             assert_eq!(
                 bucket_key(&format!("s3://my-bucket/{key}")),
@@ -368,6 +380,11 @@ mod tests {
             "s3://under_score/k",
             "gs://bucket/k",
             "bucket/key",
+            "s3://bucket/../other/k",
+            "s3://bucket/a/./k",
+            "s3://bucket/a/..",
+            "https://bucket.s3.amazonaws.com/%2e%2e/k",
+            "arn:aws:s3:::bucket/../k",
         ] {
             assert!(Locator::parse(bad).is_err(), "{bad} should be rejected");
         }

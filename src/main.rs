@@ -67,11 +67,11 @@ async fn run(command: Command) -> Result<(), String> {
     match command {
         Command::Serve { config } => serve(load(&config).await?).await,
         Command::Check { config } => {
-            let (c, _) = load(&config).await?;
+            let loaded = load(&config).await?;
             println!(
                 "{}: ok ({} integrations)",
                 config.display(),
-                c.integrations.len()
+                loaded.config.integrations.len()
             );
             Ok(())
         }
@@ -79,7 +79,7 @@ async fn run(command: Command) -> Result<(), String> {
             config,
             locator,
             expires,
-        } => presign_one(load(&config).await?, &locator, expires).await,
+        } => presign_one(load(&config).await?.app, &locator, expires).await,
         #[cfg(feature = "embedded-store")]
         Command::Demo(args) => s3gate::demo::run(args).await,
     }
@@ -95,21 +95,29 @@ fn init_logging() {
         .init();
 }
 
-/// Loads the config and builds the app, so that `check` catches what `serve`
-/// would; contacts no upstream.
-async fn load(path: &std::path::Path) -> Result<(Config, App), String> {
-    let config = Config::load(path).map_err(|e| e.to_string())?;
-    let app = App::new(&config).await.map_err(|e| e.to_string())?;
-    Ok((config, app))
+/// Everything `serve` needs, built from the config file.
+struct Loaded {
+    config: Config,
+    app: App,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
-async fn serve((config, app): (Config, App)) -> Result<(), String> {
+/// Loads the config, builds the app and the TLS acceptor, so that `check`
+/// catches what `serve` would; contacts no upstream.
+async fn load(path: &std::path::Path) -> Result<Loaded, String> {
+    let config = Config::load(path).map_err(|e| e.to_string())?;
+    let app = App::new(&config).await.map_err(|e| e.to_string())?;
     let tls = config
         .server
         .tls
         .as_ref()
         .map(server::tls_acceptor)
-        .transpose()?;
+        .transpose()
+        .map_err(|e| format!("[server.tls]: {e}"))?;
+    Ok(Loaded { config, app, tls })
+}
+
+async fn serve(Loaded { config, app, tls }: Loaded) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.server.listen))?;
@@ -128,11 +136,7 @@ async fn serve((config, app): (Config, App)) -> Result<(), String> {
     .map_err(|e| e.to_string())
 }
 
-async fn presign_one(
-    (_, app): (Config, App),
-    locator: &str,
-    expires: Option<u64>,
-) -> Result<(), String> {
+async fn presign_one(app: App, locator: &str, expires: Option<u64>) -> Result<(), String> {
     let options = PresignOptions {
         expires_s: expires,
         ..Default::default()

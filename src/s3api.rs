@@ -9,7 +9,7 @@ use crate::app::App;
 use crate::endpoint::{Address, View};
 use crate::error::Error;
 use crate::integrations::Integration;
-use crate::locator::{percent_decode, validate_bucket_name, Locator};
+use crate::locator::{percent_decode, validate_bucket_name, validate_key, Locator};
 use crate::response::{self, Body};
 use crate::{proxy, upstream};
 
@@ -92,9 +92,24 @@ impl Operation {
             .unwrap_or_default();
         let params: Vec<(String, String)> =
             params.into_iter().filter(|(k, _)| !is_ignored(k)).collect();
+        if let Some((name, _)) = params
+            .iter()
+            .enumerate()
+            .find_map(|(i, (k, _))| params[..i].iter().find(|(seen, _)| seen == k))
+        {
+            // Stores disagree on which of several values wins: none is forwarded.
+            return Err(Error::InvalidParameter {
+                name: "query",
+                reason: format!("parameter {name:?} is given more than once"),
+            });
+        }
         let bucket = bucket.to_owned();
         match key {
             Some(key) if !key.is_empty() => {
+                validate_key(key).map_err(|reason| Error::InvalidParameter {
+                    name: "key",
+                    reason,
+                })?;
                 only(&params, OBJECT_PARAMS)?;
                 Ok(Operation::Object {
                     bucket,
@@ -319,5 +334,42 @@ mod tests {
             parse(Method::GET, "/", None).unwrap_err().s3_code(),
             "AccessDenied"
         );
+    }
+
+    #[test]
+    fn repeated_parameters_and_dot_segments_are_refused() {
+        for query in ["prefix=a/&prefix=", "prefix=a/&delimiter=/&prefix=b/"] {
+            let e = parse(Method::GET, "/media", Some(query)).unwrap_err();
+            assert_eq!((e.status().as_u16(), e.s3_code()), (400, "InvalidArgument"));
+            assert!(
+                e.to_string().contains("\"prefix\" is given more than once"),
+                "{e}"
+            );
+        }
+        let e = parse(Method::GET, "/media/k", Some("versionId=1&versionId=2")).unwrap_err();
+        assert_eq!(e.status().as_u16(), 400);
+        for path in [
+            "/media/../other/k",
+            "/media/a/./k",
+            "/media/%2E%2E/k",
+            "/media/a/..",
+        ] {
+            let e = parse(Method::GET, path, None).unwrap_err();
+            assert_eq!(
+                (e.status().as_u16(), e.s3_code()),
+                (400, "InvalidArgument"),
+                "{path}"
+            );
+        }
+        let long = format!("/media/{}", "k".repeat(1025));
+        assert_eq!(
+            parse(Method::GET, &long, None)
+                .unwrap_err()
+                .status()
+                .as_u16(),
+            400
+        );
+        // Dots inside a segment are ordinary key characters.
+        assert!(parse(Method::GET, "/media/a/.hidden/..x/k..", None).is_ok());
     }
 }

@@ -102,6 +102,24 @@ fn check_exit_codes() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+
+    // `check` loads the TLS files `serve` would.
+    let tls = write_config(
+        dir.path(),
+        &default_integration("http://127.0.0.1:9000", &["media"]).replace(
+            "[server]\n",
+            "[server]\ntls = { cert_file = \"/nonexistent/cert.pem\", key_file = \"/nonexistent/key.pem\" }\n",
+        ),
+    );
+    let out = s3gate(&["check", "--config", tls.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("[server.tls]") && stderr.contains("/nonexistent/cert.pem"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]

@@ -95,6 +95,9 @@ fn invalid_fields_name_the_field() {
         ("name = \"a\"\ndefault = true\nbucket = \"pics\"", &["`bucket`", "default"]),
         ("name = \"a\"\nbucket = \"pics\"\npublic_endpoint_url = \"https://cdn.example.com\"", &["`public_endpoint_url`", "endpoint_url"]),
         ("name = \"a\"\nbucket = \"pics\"\nprefixes = [\"\"]", &["`prefixes`"]),
+        ("name = \"a\"\nbucket = \"pics\"\nendpoint_url = \"http://10.0.0.5:9000\"\nforce_path_style = false", &["`force_path_style`", "DNS name"]),
+        ("name = \"a\"\nbucket = \"pics\"\nendpoint_url = \"http://[::1]:9000\"\nforce_path_style = false", &["`force_path_style`"]),
+        ("name = \"a\"\nbucket = \"pics\"\nrole_arn = \"arn:aws:iam::123456789012:role/r\"\nsession_duration_s = 31", &["integration \"a\"", "`session_duration_s`", "expiry_margin_s = 30"]),
     ];
     for (body, expected) in cases {
         assert_refused(&integration(body), expected);
