@@ -1,7 +1,7 @@
 //! The JSON API: `/v1/presign` (one or a batch), `/v1/object` (redirect or
 //! proxy delivery) and `/v1/list`.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
@@ -49,7 +49,8 @@ impl App {
         B: hyper::body::Body<Data = Bytes> + Send,
         B::Error: Into<BoxError>,
     {
-        let body = read_body(request, self.server.max_body_bytes).await?;
+        let within = Duration::from_secs(self.server.body_timeout_s);
+        let body = read_body(request, self.server.max_body_bytes, within).await?;
         let batch: BatchRequest =
             serde_json::from_slice(&body).map_err(|e| Error::MalformedBody(e.to_string()))?;
         if batch.locators.len() > self.server.max_batch {
@@ -117,10 +118,17 @@ impl App {
                     request.headers(),
                 )
                 .await?;
+                let integration = &resolved.integration;
                 if upstream.status().as_u16() >= 400 {
-                    return Err(proxy::upstream_error(&resolved.integration.name, upstream).await);
+                    return Err(integration
+                        .upstream
+                        .error(&integration.name, upstream)
+                        .await);
                 }
-                Ok(proxy::pass_through(upstream))
+                Ok(proxy::pass_through(
+                    upstream,
+                    integration.upstream.body_idle_timeout,
+                ))
             }
         }
     }
@@ -236,8 +244,9 @@ impl Params {
     }
 }
 
-/// Reads a whole request body, refusing more than `limit` bytes.
-async fn read_body<B>(request: Request<B>, limit: usize) -> Result<Bytes, Error>
+/// Reads a whole request body, refusing more than `limit` bytes or a body
+/// that takes longer than `within` to arrive.
+async fn read_body<B>(request: Request<B>, limit: usize, within: Duration) -> Result<Bytes, Error>
 where
     B: hyper::body::Body<Data = Bytes> + Send,
     B::Error: Into<BoxError>,
@@ -250,7 +259,13 @@ where
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(Error::BodyTooLarge { limit });
     }
-    match Limited::new(request.into_body(), limit).collect().await {
+    let collect = Limited::new(request.into_body(), limit).collect();
+    let Ok(collected) = tokio::time::timeout(within, collect).await else {
+        return Err(Error::RequestTimeout {
+            seconds: within.as_secs(),
+        });
+    };
+    match collected {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Error::BodyTooLarge { limit }),
         Err(e) => Err(Error::MalformedBody(format!("cannot read the body: {e}"))),

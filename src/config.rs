@@ -78,6 +78,8 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Seconds to let in-flight requests finish after SIGTERM/SIGINT.
     pub shutdown_grace_s: u64,
+    /// Longest time a client may take to send a request body, in seconds.
+    pub body_timeout_s: u64,
     /// Serve HTTPS with this certificate chain and key (PEM).
     pub tls: Option<TlsConfig>,
 }
@@ -89,6 +91,7 @@ impl Default for ServerConfig {
             max_batch: 1000,
             max_body_bytes: 1 << 20,
             shutdown_grace_s: 10,
+            body_timeout_s: 30,
             tls: None,
         }
     }
@@ -120,6 +123,9 @@ pub struct UpstreamConfig {
     pub connect_timeout_ms: u64,
     /// Time allowed until the response headers arrive, in seconds.
     pub header_timeout_s: u64,
+    /// Longest silence of a store in the middle of a response body, in
+    /// seconds; then the response is cut off.
+    pub body_idle_timeout_s: u64,
     /// Idle pooled connections are closed after this many seconds.
     pub pool_idle_timeout_s: u64,
     /// Idle connections kept per upstream host.
@@ -133,6 +139,7 @@ impl Default for UpstreamConfig {
         Self {
             connect_timeout_ms: 3000,
             header_timeout_s: 30,
+            body_idle_timeout_s: 30,
             pool_idle_timeout_s: 90,
             pool_max_idle_per_host: 64,
             list_all_max_keys: 100_000,
@@ -207,6 +214,7 @@ impl UpstreamConfig {
         for (field, value) in [
             ("connect_timeout_ms", self.connect_timeout_ms),
             ("header_timeout_s", self.header_timeout_s),
+            ("body_idle_timeout_s", self.body_idle_timeout_s),
             ("list_all_max_keys", self.list_all_max_keys as u64),
         ] {
             if value == 0 {
@@ -425,6 +433,9 @@ impl ServerConfig {
         let ctx = || "[server]".to_owned();
         if self.max_batch == 0 {
             return Err(invalid(ctx(), "max_batch", "must be at least 1"));
+        }
+        if self.body_timeout_s == 0 {
+            return Err(invalid(ctx(), "body_timeout_s", "must be at least 1"));
         }
         if self.max_body_bytes < 1024 {
             return Err(invalid(ctx(), "max_body_bytes", "must be at least 1024"));

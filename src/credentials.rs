@@ -488,13 +488,13 @@ fn sts_failure(error: SdkError<AssumeRoleError, HttpResponse>) -> StsFailure {
                 .err()
                 .code()
                 .map(str::to_owned)
-                .or_else(|| xml_field(&body, "Code"))
+                .or_else(|| crate::error::xml_field(&body, "Code"))
                 .unwrap_or_else(|| format!("HTTP{}", e.raw().status().as_u16()));
             let message = e
                 .err()
                 .message()
                 .map(str::to_owned)
-                .or_else(|| xml_field(&body, "Message"))
+                .or_else(|| crate::error::xml_field(&body, "Message"))
                 .unwrap_or_default();
             let unavailable = e.raw().status().is_server_error()
                 || matches!(
@@ -531,13 +531,6 @@ fn sts_failure(error: SdkError<AssumeRoleError, HttpResponse>) -> StsFailure {
             refused: false,
         },
     }
-}
-
-/// The text of the first `<name>` element in `xml`.
-fn xml_field(xml: &str, name: &str) -> Option<String> {
-    let start = xml.find(&format!("<{name}>"))? + name.len() + 2;
-    let end = start + xml[start..].find(&format!("</{name}>"))?;
-    Some(xml[start..end].to_owned())
 }
 
 impl CredentialSource {

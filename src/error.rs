@@ -75,10 +75,25 @@ pub enum Error {
         status: u16,
         code: String,
         message: String,
+        /// A 416's `Content-Range: bytes */SIZE`, which tells the size.
+        content_range: Option<http::HeaderValue>,
     },
     /// The upstream did not answer in time.
     #[error("integration {integration:?}: upstream timed out after {seconds} s")]
     UpstreamTimeout { integration: String, seconds: u64 },
+    /// The store answered with a redirect: the integration's region or
+    /// endpoint is not the bucket's. Never followed (upstream hosts come
+    /// from the config only).
+    #[error("integration {integration:?}: the store redirected ({status} {code}){hint}")]
+    UpstreamRedirect {
+        integration: String,
+        status: u16,
+        code: String,
+        hint: String,
+    },
+    /// The client did not send its request body in time.
+    #[error("the request body did not arrive within {seconds} s")]
+    RequestTimeout { seconds: u64 },
     /// A bug or an unexpected local failure.
     #[error("internal error: {0}")]
     Internal(String),
@@ -111,7 +126,10 @@ impl Error {
             MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             NoSuchRoute { .. } => StatusCode::NOT_FOUND,
             BodyTooLarge { .. } | BatchTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            UpstreamAuthFailed { .. } | UpstreamFailed { .. } => StatusCode::BAD_GATEWAY,
+            UpstreamAuthFailed { .. } | UpstreamFailed { .. } | UpstreamRedirect { .. } => {
+                StatusCode::BAD_GATEWAY
+            }
+            RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             CredentialsUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             UpstreamStatus { status, .. } => {
@@ -140,6 +158,8 @@ impl Error {
             CredentialsUnavailable { .. } => "CredentialsUnavailable",
             UpstreamFailed { .. } => "UpstreamFailed",
             UpstreamTimeout { .. } => "UpstreamTimeout",
+            UpstreamRedirect { .. } => "UpstreamRedirect",
+            RequestTimeout { .. } => "RequestTimeout",
             UpstreamStatus { code, .. } => code,
             Internal(_) => "InternalError",
         }
@@ -173,7 +193,9 @@ impl Error {
             | PrefixNotPermitted { .. } => "AccessDenied",
             InvalidLocator { .. } => "InvalidBucketName",
             NoSuchRoute { .. } => "InvalidRequest",
-            UpstreamFailed { .. } | UpstreamAuthFailed { .. } => "BadGateway",
+            UpstreamFailed { .. } | UpstreamAuthFailed { .. } | UpstreamRedirect { .. } => {
+                "BadGateway"
+            }
             CredentialsUnavailable { .. } => "ServiceUnavailable",
             UpstreamTimeout { .. } => "GatewayTimeout",
             other => other.code(),
@@ -218,4 +240,11 @@ pub(crate) fn chain(error: &dyn std::error::Error) -> String {
         source = e.source();
     }
     message
+}
+
+/// The text of the first `<name>` element in `xml`.
+pub(crate) fn xml_field(xml: &str, name: &str) -> Option<String> {
+    let start = xml.find(&format!("<{name}>"))? + name.len() + 2;
+    let end = start + xml[start..].find(&format!("</{name}>"))?;
+    Some(xml[start..end].to_owned())
 }

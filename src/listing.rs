@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use crate::endpoint::View;
 use crate::error::Error;
 use crate::integrations::Resolved;
-use crate::proxy;
+use crate::proxy::IdleTimeout;
 use crate::response::{self, Body, BoxError};
 use crate::upstream;
 
@@ -94,9 +94,13 @@ pub async fn page(
     )
     .await?;
     if upstream.status() != StatusCode::OK {
-        return Err(proxy::upstream_error(&integration.name, upstream).await);
+        return Err(integration
+            .upstream
+            .error(&integration.name, upstream)
+            .await);
     }
-    let body = http_body_util::Limited::new(upstream.into_body(), LIST_BODY_LIMIT)
+    let body = IdleTimeout::new(upstream.into_body(), integration.upstream.body_idle_timeout);
+    let body = http_body_util::Limited::new(body, LIST_BODY_LIMIT)
         .collect()
         .await
         .map_err(|e| Error::UpstreamFailed {

@@ -41,12 +41,25 @@ pub fn json(status: StatusCode, body: String) -> Response<Body> {
 /// The JSON API's rendering of an error.
 pub fn json_error(error: &Error) -> Response<Body> {
     let mut response = json(error.status(), error.json_body());
-    if let Error::MethodNotAllowed { allowed, .. } = error {
-        response
-            .headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static(allowed));
-    }
+    add_error_headers(error, response.headers_mut());
     response
+}
+
+/// Headers an error's status calls for, on either API: `Allow` on a 405, a
+/// 416's `Content-Range` (which tells the object's size).
+fn add_error_headers(error: &Error, headers: &mut http::HeaderMap) {
+    match error {
+        Error::MethodNotAllowed { allowed, .. } => {
+            headers.insert(header::ALLOW, HeaderValue::from_static(allowed));
+        }
+        Error::UpstreamStatus {
+            content_range: Some(range),
+            ..
+        } => {
+            headers.insert(header::CONTENT_RANGE, range.clone());
+        }
+        _ => {}
+    }
 }
 
 /// A plain-text response.
@@ -72,8 +85,35 @@ pub fn s3_error(error: &Error, resource: &str, request_id: &str) -> Response<Bod
     if let Ok(id) = HeaderValue::from_str(request_id) {
         headers.insert("x-amz-request-id", id);
     }
-    if let Error::MethodNotAllowed { allowed, .. } = error {
-        headers.insert(header::ALLOW, HeaderValue::from_static(allowed));
-    }
+    add_error_headers(error, headers);
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_416_tells_the_size_on_both_apis() {
+        let error = Error::UpstreamStatus {
+            integration: "i".into(),
+            status: 416,
+            code: "InvalidRange".into(),
+            message: String::new(),
+            content_range: Some(HeaderValue::from_static("bytes */14")),
+        };
+        for response in [json_error(&error), s3_error(&error, "/b/k", "1")] {
+            assert_eq!(response.status(), 416);
+            assert_eq!(response.headers()[header::CONTENT_RANGE], "bytes */14");
+        }
+    }
+
+    #[test]
+    fn a_405_names_the_allowed_methods() {
+        let error = Error::MethodNotAllowed {
+            method: "PUT".into(),
+            allowed: "GET, HEAD",
+        };
+        assert_eq!(json_error(&error).headers()[header::ALLOW], "GET, HEAD");
+    }
 }

@@ -249,7 +249,10 @@ impl App {
         headers: &HeaderMap,
     ) -> Result<Response<Body>, Error> {
         let upstream = upstream::signed_read(integration, method, address, query, headers).await?;
-        Ok(proxy::pass_through(upstream))
+        Ok(proxy::pass_through(
+            upstream,
+            integration.upstream.body_idle_timeout,
+        ))
     }
 }
 

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response};
-use http_body_util::Empty;
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -20,7 +20,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::config::UpstreamConfig;
 use crate::endpoint::Address;
-use crate::error::Error;
+use crate::error::{xml_field, Error};
 use crate::integrations::Integration;
 use crate::sigv4::{self, canonical, SigningRequest};
 
@@ -38,6 +38,8 @@ pub const FORWARDED_REQUEST_HEADERS: [HeaderName; 5] = [
 pub struct Upstream {
     client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
     header_timeout: Duration,
+    /// Longest silence of a store in the middle of a body.
+    pub body_idle_timeout: Duration,
 }
 
 impl Upstream {
@@ -74,34 +76,88 @@ impl Upstream {
         Ok(Self {
             client,
             header_timeout: Duration::from_secs(config.header_timeout_s),
+            body_idle_timeout: Duration::from_secs(config.body_idle_timeout_s),
         })
     }
 
-    /// Sends `request`; fails with 502 when the store cannot be reached and 504
-    /// when its response headers do not arrive in time.
+    /// Sends `request`; fails with 502 when the store cannot be reached or
+    /// answers with a redirect, and 504 when its response headers do not
+    /// arrive in time.
     pub async fn send(
         &self,
         request: Request<Empty<Bytes>>,
         integration: &str,
     ) -> Result<Response<Incoming>, Error> {
-        let host = request
-            .uri()
-            .authority()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
-        match tokio::time::timeout(self.header_timeout, self.client.request(request)).await {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(e)) => Err(Error::UpstreamFailed {
+        let response =
+            match tokio::time::timeout(self.header_timeout, self.client.request(request)).await {
+                Ok(Ok(response)) => response,
+                Ok(Err(e)) => {
+                    return Err(Error::UpstreamFailed {
+                        integration: integration.to_owned(),
+                        reason: format!("cannot reach the store: {}", crate::error::chain(&e)),
+                    })
+                }
+                Err(_) => {
+                    return Err(Error::UpstreamTimeout {
+                        integration: integration.to_owned(),
+                        seconds: self.header_timeout.as_secs(),
+                    })
+                }
+            };
+        let status = response.status();
+        if status.is_redirection() && status != StatusCode::NOT_MODIFIED {
+            return Err(self.error(integration, response).await);
+        }
+        Ok(response)
+    }
+
+    /// A store's error (status ≥ 400) or redirect as an [`Error`]: an error
+    /// keeps its status, with the S3 `Code` and `Message` when the body
+    /// carries them (read within the header timeout and a size limit).
+    pub async fn error(&self, integration: &str, response: Response<Incoming>) -> Error {
+        let status = response.status();
+        let bucket_region = response
+            .headers()
+            .get("x-amz-bucket-region")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let content_range = response.headers().get(header::CONTENT_RANGE).cloned();
+        let body = Limited::new(response.into_body(), ERROR_BODY_LIMIT).collect();
+        let body = match tokio::time::timeout(self.header_timeout, body).await {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            _ => Bytes::new(),
+        };
+        let text = String::from_utf8_lossy(&body);
+        let code = xml_field(&text, "Code").unwrap_or_else(|| {
+            let reason = status.canonical_reason().unwrap_or("Error");
+            reason.replace(' ', "")
+        });
+        if status.is_redirection() {
+            let hint = match bucket_region {
+                Some(region) => format!(
+                    "; the bucket is in region {region}: set the integration's `region` to it"
+                ),
+                None => "; check the integration's `region` and `endpoint_url`".to_owned(),
+            };
+            return Error::UpstreamRedirect {
                 integration: integration.to_owned(),
-                reason: format!("{host}: {}", crate::error::chain(&e)),
-            }),
-            Err(_) => Err(Error::UpstreamTimeout {
-                integration: integration.to_owned(),
-                seconds: self.header_timeout.as_secs(),
-            }),
+                status: status.as_u16(),
+                code,
+                hint,
+            };
+        }
+        Error::UpstreamStatus {
+            integration: integration.to_owned(),
+            status: status.as_u16(),
+            code,
+            message: xml_field(&text, "Message").unwrap_or_default(),
+            content_range,
         }
     }
 }
+
+/// Largest store error body read to report its code.
+const ERROR_BODY_LIMIT: usize = 64 * 1024;
 
 fn add_pem_roots(roots: &mut rustls::RootCertStore, path: &Path) -> Result<(), String> {
     use rustls_pki_types::pem::PemObject;

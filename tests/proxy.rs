@@ -177,6 +177,9 @@ async fn conditionals_and_statuses_keep_their_meaning() {
     ] {
         let first = client().get(&url).send().await.unwrap();
         assert_eq!(first.status(), 200, "{url}");
+        // User metadata and encryption headers reach S3 clients.
+        assert_eq!(first.headers()["x-amz-meta-origin"], "s3gate-test", "{url}");
+        assert_eq!(first.headers()["x-amz-server-side-encryption"], "AES256");
         let etag = first.headers()["etag"].to_str().unwrap().to_owned();
         let modified = first.headers()["last-modified"]
             .to_str()
@@ -204,6 +207,14 @@ async fn conditionals_and_statuses_keep_their_meaning() {
                 assert_eq!(response.headers()["etag"], etag.as_str());
             }
         }
+        let beyond = client()
+            .get(&url)
+            .header("range", "bytes=5000-")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(beyond.status(), 416, "{url}");
+        assert!(beyond.text().await.unwrap().contains("InvalidRange"));
         let missing = url.replace("photo.jpg", "missing.jpg");
         let response = client().get(&missing).send().await.unwrap();
         assert_eq!(response.status(), 404, "{missing}");
@@ -570,21 +581,46 @@ async fn a_slow_reader_keeps_gateway_memory_bounded() {
     let _ = child.wait();
 }
 
+/// A misbehaving store for failure modes no real store shows on demand: it
+/// answers each request (read up to the end of its headers) with `answer`,
+/// and sends nothing else; a connection stays open until the gateway closes it.
+async fn scripted_store(answer: &'static [u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = loopback().await;
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                loop {
+                    let mut head = Vec::new();
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match conn.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    if conn.write_all(answer).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// A gateway in proxy delivery for bucket `media` at `store`, with short timeouts.
+async fn impatient_gateway(store: &str) -> Gateway {
+    let config = proxy_config(store, &["media"])
+        + "\n[upstream]\nheader_timeout_s = 1\nbody_idle_timeout_s = 1\n";
+    Gateway::start(&config).await
+}
+
 #[tokio::test]
 async fn a_silent_store_is_a_504() {
     init();
-    // Accepts connections and never answers.
-    let silent = loopback().await;
-    let addr = silent.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((conn, _)) = silent.accept().await {
-            held.push(conn);
-        }
-    });
-    let config = proxy_config(&format!("http://{addr}"), &["media"])
-        + "\n[upstream]\nheader_timeout_s = 1\n";
-    let gateway = Gateway::start(&config).await;
+    let gateway = impatient_gateway(&scripted_store(b"").await).await;
     let response = client()
         .get(object_url(&gateway, "s3://media/x"))
         .send()
@@ -600,6 +636,93 @@ async fn a_silent_store_is_a_504() {
         .await
         .unwrap()
         .contains("<Code>GatewayTimeout</Code>"));
+}
+
+#[tokio::test]
+async fn a_store_silent_mid_body_is_cut_off() {
+    init();
+    // 10 bytes of a promised 100, then silence.
+    let stalled = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789";
+    let gateway = impatient_gateway(&scripted_store(stalled).await).await;
+    for url in [
+        object_url(&gateway, "s3://media/x"),
+        gateway.url("/media/x"),
+    ] {
+        let response = client().get(&url).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{url}");
+        // The gateway ends the response (a second of silence), well before this bound.
+        let body = tokio::time::timeout(Duration::from_secs(15), response.bytes()).await;
+        let error = body.expect("the gateway cut the response off").unwrap_err();
+        assert!(error.is_body() || error.is_decode(), "{url}: {error}");
+    }
+    // An error whose body stalls is still answered, with the store's status.
+    let stalled_error = b"HTTP/1.1 503 Slow Down\r\nContent-Length: 100\r\n\r\n<Error><Co";
+    let gateway = impatient_gateway(&scripted_store(stalled_error).await).await;
+    let response = client()
+        .get(object_url(&gateway, "s3://media/x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "ServiceUnavailable");
+}
+
+#[tokio::test]
+async fn store_redirects_are_errors_that_name_the_region() {
+    init();
+    let moved = b"HTTP/1.1 301 Moved Permanently\r\nx-amz-bucket-region: eu-west-1\r\nLocation: https://elsewhere.example/\r\nContent-Type: application/xml\r\nContent-Length: 55\r\n\r\n<Error><Code>PermanentRedirect</Code><Message/></Error>";
+    let gateway = impatient_gateway(&scripted_store(moved).await).await;
+    let response = client()
+        .get(object_url(&gateway, "s3://media/x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 502);
+    assert!(response.headers().get("location").is_none());
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "UpstreamRedirect");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("PermanentRedirect") && message.contains("region eu-west-1"),
+        "{message}"
+    );
+    for path in ["/media/x", "/media?list-type=2"] {
+        let response = client().get(gateway.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 502, "{path}");
+        assert!(response.headers().get("location").is_none());
+        let xml = response.text().await.unwrap();
+        assert!(xml.contains("region eu-west-1"), "{xml}");
+    }
+    let response = client()
+        .get(gateway.url("/v1/list?locator=s3%3A%2F%2Fmedia%2F"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 502);
+}
+
+#[tokio::test]
+async fn a_trickling_request_body_is_a_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let store = FsStore::start().await;
+    let config = default_integration(&store.url(), &["media"])
+        .replace("[server]\n", "[server]\nbody_timeout_s = 1\n");
+    let gateway = Gateway::start(&config).await;
+    let mut conn = tokio::net::TcpStream::connect(gateway.addr).await.unwrap();
+    conn.write_all(b"POST /v1/presign HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), conn.read_to_end(&mut answer));
+    read.await.expect("the gateway answers and closes").unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"RequestTimeout\""), "{answer}");
+    assert!(
+        answer.to_lowercase().contains("connection: close"),
+        "{answer}"
+    );
 }
 
 #[tokio::test]

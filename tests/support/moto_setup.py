@@ -45,7 +45,13 @@ def main():
         bucket, key_name = path.split("/", 1)
         if bucket not in [b["Name"] for b in s3.list_buckets().get("Buckets", [])]:
             s3.create_bucket(Bucket=bucket)
-        s3.put_object(Bucket=bucket, Key=key_name, Body=text.encode())
+        s3.put_object(
+            Bucket=bucket,
+            Key=key_name,
+            Body=text.encode(),
+            Metadata={"origin": "s3gate-test"},
+            ServerSideEncryption="AES256",
+        )
     # An identity that exists but that no trust policy names.
     iam.create_user(UserName="stranger")
     iam.put_user_policy(
