@@ -284,7 +284,11 @@ struct BatchRequest {
 }
 
 impl BatchRequest {
+    /// The batch's options, checked once for every item.
     fn options(&self) -> Result<PresignOptions, Error> {
+        if let Some(expires) = self.expires {
+            presign::check_requested(expires)?;
+        }
         Ok(PresignOptions {
             expires_s: self.expires,
             method: self

@@ -100,6 +100,11 @@ impl App {
             route,
         };
         tracing::debug!(id = ctx.id, method = %ctx.method, path = %ctx.path, "request received");
+        let mut watch = Abandoned {
+            app: self,
+            ctx: &ctx,
+            answered: false,
+        };
         let sent_body = sends_body(&request);
         let reads_body = ctx.route == "presign" && ctx.method == Method::POST;
         let verdict = self.cors_verdict(&request, api);
@@ -139,7 +144,8 @@ impl App {
         if let Ok(id) = HeaderValue::from_str(&ctx.id.to_string()) {
             response.headers_mut().insert("x-request-id", id);
         }
-        self.log(&ctx, &response);
+        watch.answered = true;
+        self.log(&ctx, response.status());
         response
     }
 
@@ -220,12 +226,12 @@ impl App {
     }
 
     /// The one logging step: metrics and the access log line.
-    fn log(&self, ctx: &Context, response: &Response<Body>) {
-        let status = response.status().as_u16();
+    fn log(&self, ctx: &Context, status: StatusCode) {
         self.metrics
             .requests
-            .with_label_values(&[ctx.route, response.status().as_str()])
+            .with_label_values(&[ctx.route, status.as_str()])
             .inc();
+        let status = status.as_u16();
         let micros = ctx.start.elapsed().as_micros() as u64;
         tracing::info!(
             target: "s3gate::access",
@@ -235,6 +241,24 @@ impl App {
             status,
             micros,
         );
+    }
+}
+
+/// Logs a request whose client went away before it was answered (its
+/// handler was dropped mid-way) as status 499, so that no request goes
+/// unrecorded.
+struct Abandoned<'a> {
+    app: &'a App,
+    ctx: &'a Context,
+    answered: bool,
+}
+
+impl Drop for Abandoned<'_> {
+    fn drop(&mut self) {
+        if !self.answered {
+            let gone = StatusCode::from_u16(499).expect("a valid status code");
+            self.app.log(self.ctx, gone);
+        }
     }
 }
 

@@ -137,8 +137,20 @@ impl Cors {
             && headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
     }
 
-    /// The answer to a preflight: 204 with the policy, or 403 without CORS headers.
+    /// The answer to a preflight: 204 with the policy, or 403 without CORS
+    /// headers. Either way it varies on what it judged.
     pub fn preflight(&self, headers: &HeaderMap, verdict: &Verdict) -> Response<Body> {
+        let mut response = self.preflight_verdict(headers, verdict);
+        response.headers_mut().insert(
+            header::VARY,
+            HeaderValue::from_static(
+                "Origin, Access-Control-Request-Method, Access-Control-Request-Headers",
+            ),
+        );
+        response
+    }
+
+    fn preflight_verdict(&self, headers: &HeaderMap, verdict: &Verdict) -> Response<Body> {
         let requested = headers
             .get(header::ACCESS_CONTROL_REQUEST_METHOD)
             .and_then(|v| v.to_str().ok())
@@ -174,12 +186,6 @@ impl Cors {
                 HeaderValue::from_static("true"),
             );
         }
-        h.insert(
-            header::VARY,
-            HeaderValue::from_static(
-                "Origin, Access-Control-Request-Method, Access-Control-Request-Headers",
-            ),
-        );
         response
     }
 

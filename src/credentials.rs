@@ -79,13 +79,16 @@ struct Session {
     refresh_at: SystemTime,
 }
 
-/// Why AssumeRole failed, as reported to clients and logs (no secrets).
+/// Why AssumeRole failed (never a secret).
 #[derive(Debug, Clone)]
 pub struct StsFailure {
     /// STS error code, or the SDK's failure kind (`DispatchFailure`, `TimeoutError`, …).
     pub code: String,
-    /// STS's message.
+    /// What went wrong, for the log: STS's own message names account IDs and
+    /// ARNs, so clients see it only when it is the gateway's (`from_sts` false).
     pub message: String,
+    /// The message is STS's.
+    pub from_sts: bool,
     /// The role or the gateway's identity was refused (as opposed to STS being unavailable).
     pub refused: bool,
 }
@@ -93,18 +96,35 @@ pub struct StsFailure {
 impl StsFailure {
     fn to_error(&self, integration: &str) -> Error {
         if self.refused {
-            Error::UpstreamAuthFailed {
+            return Error::UpstreamAuthFailed {
                 integration: integration.to_owned(),
                 code: self.code.clone(),
-                message: self.message.clone(),
-                hint: "; check that the role's trust policy names the gateway's identity and that external_id matches it".into(),
-            }
-        } else {
-            Error::CredentialsUnavailable {
-                integration: integration.to_owned(),
-                reason: format!("STS failed ({}): {}", self.code, self.message),
-            }
+                hint: sts_hint(&self.code).into(),
+            };
         }
+        let reason = if self.from_sts {
+            format!("STS failed ({})", self.code)
+        } else {
+            format!("STS failed ({}): {}", self.code, self.message)
+        };
+        Error::CredentialsUnavailable {
+            integration: integration.to_owned(),
+            reason,
+        }
+    }
+}
+
+/// What to check when STS refuses a role with `code`.
+fn sts_hint(code: &str) -> &'static str {
+    match code {
+        "AccessDenied" => "check that the role's trust policy names the gateway's identity and that `external_id` matches its sts:ExternalId condition",
+        "InvalidClientTokenId" | "SignatureDoesNotMatch" | "ExpiredToken" => {
+            "the gateway's own identity ([identity]) is not valid for this STS"
+        }
+        "NoGatewayIdentity" => "give the gateway an identity: [identity] or the AWS default chain",
+        "ValidationError" => "check `role_arn`, `session_name` and `session_duration_s` (at most the role's maximum session duration)",
+        "RegionDisabledException" => "STS is not activated in this region: set `sts_region` or `sts_endpoint`",
+        _ => "see the gateway's log for STS's message",
     }
 }
 
@@ -450,11 +470,13 @@ impl Sessions {
         let c = output.credentials.ok_or_else(|| StsFailure {
             code: "MissingCredentials".into(),
             message: "AssumeRole answered without credentials".into(),
+            from_sts: false,
             refused: false,
         })?;
         let expiry = SystemTime::try_from(c.expiration).map_err(|e| StsFailure {
             code: "InvalidExpiration".into(),
             message: e.to_string(),
+            from_sts: false,
             refused: false,
         })?;
         Ok(Credentials::new(
@@ -504,16 +526,19 @@ fn sts_failure(error: SdkError<AssumeRoleError, HttpResponse>) -> StsFailure {
             StsFailure {
                 code,
                 message,
+                from_sts: true,
                 refused: !unavailable,
             }
         }
         SdkError::TimeoutError(_) => StsFailure {
             code: "TimeoutError".into(),
+            from_sts: false,
             message: "STS did not answer in time".into(),
             refused: false,
         },
         SdkError::DispatchFailure(e) => StsFailure {
             code: "DispatchFailure".into(),
+            from_sts: false,
             message: match e.as_connector_error() {
                 Some(c) => format!("cannot reach STS: {}", crate::error::chain(c)),
                 None => format!("cannot reach STS: {e:?}"),
@@ -522,11 +547,13 @@ fn sts_failure(error: SdkError<AssumeRoleError, HttpResponse>) -> StsFailure {
         },
         SdkError::ConstructionFailure(_) => StsFailure {
             code: "NoGatewayIdentity".into(),
+            from_sts: false,
             message: format!("cannot sign the STS call: {}", crate::error::chain(&error)),
             refused: true,
         },
         _ => StsFailure {
             code: "ResponseError".into(),
+            from_sts: false,
             message: crate::error::chain(&error),
             refused: false,
         },

@@ -52,14 +52,11 @@ pub enum Error {
     /// A batch holds more locators than `max_batch`.
     #[error("batch of {count} locators is over the limit of {limit}")]
     BatchTooLarge { count: usize, limit: usize },
-    /// The upstream refused the gateway's credentials (STS or S3).
-    #[error(
-        "integration {integration:?}: upstream refused the credentials ({code}): {message}{hint}"
-    )]
+    /// STS refused to issue the integration's role session.
+    #[error("integration {integration:?}: STS refused the role ({code}): {hint}")]
     UpstreamAuthFailed {
         integration: String,
         code: String,
-        message: String,
         hint: String,
     },
     /// The integration has no valid credentials right now.

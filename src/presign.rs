@@ -190,7 +190,8 @@ fn signing_window(window_s: Option<u64>, now: SystemTime) -> Window {
     }
 }
 
-fn check_requested(requested: u64) -> Result<(), Error> {
+/// Checks a requested lifetime: 1 s to 7 days.
+pub fn check_requested(requested: u64) -> Result<(), Error> {
     if requested == 0 || requested > MAX_PRESIGN_TTL_S {
         return Err(Error::InvalidParameter {
             name: "expires",

@@ -114,6 +114,10 @@ async fn disallowed_origins_get_no_cors_headers() {
         assert!(!preflight
             .headers()
             .contains_key("access-control-allow-origin"));
+        assert!(preflight.headers()["vary"]
+            .to_str()
+            .unwrap()
+            .contains("Origin"));
     }
 }
 

@@ -329,4 +329,17 @@ async fn batch_limits_and_malformed_bodies() {
             "MalformedBody"
         );
     }
+
+    // Options shared by the batch are checked once, for the whole batch.
+    for expires in [0, 604_801] {
+        let response = http
+            .post(gateway.url("/v1/presign"))
+            .json(&serde_json::json!({ "locators": ["s3://media/a"], "expires": expires }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{expires}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "InvalidArgument", "{body}");
+    }
 }

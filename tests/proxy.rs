@@ -760,3 +760,26 @@ async fn a_client_that_disconnects_cancels_the_upstream_request() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_request_abandoned_by_its_client_is_still_logged() {
+    init();
+    let silent = scripted_store(b"").await;
+    let gateway = Gateway::start(&proxy_config(&silent, &["media"])).await;
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let error = impatient
+        .get(object_url(&gateway, "s3://media/x"))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(error.is_timeout(), "{error}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let line = "s3gate_requests_total{route=\"object\",status=\"499\"} 1\n";
+    while !metrics(&gateway).await.contains(line) {
+        assert!(Instant::now() < deadline, "no 499 recorded");
+        tokio::time::sleep(Duration::from_millis(50)).await; // polling
+    }
+}
