@@ -464,21 +464,24 @@ async fn unreachable_store_is_a_502() {
         .local_addr()
         .unwrap();
     let gateway = Gateway::start(&proxy_config(&format!("http://{closed}"), &["media"])).await;
+    assert_fails_on_both_apis(&gateway, 502, "UpstreamFailed", "BadGateway").await;
+}
+
+/// Asserts that `s3://media/x` fails with `status` through `/v1/object` (JSON
+/// `json_code`) and through the S3 API (XML `s3_code`).
+async fn assert_fails_on_both_apis(gateway: &Gateway, status: u16, json_code: &str, s3_code: &str) {
     let response = client()
-        .get(object_url(&gateway, "s3://media/x"))
+        .get(object_url(gateway, "s3://media/x"))
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 502);
+    assert_eq!(response.status(), status);
     let body: serde_json::Value = response.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "UpstreamFailed");
+    assert_eq!(body["error"]["code"], json_code, "{body}");
     let response = client().get(gateway.url("/media/x")).send().await.unwrap();
-    assert_eq!(response.status(), 502);
-    assert!(response
-        .text()
-        .await
-        .unwrap()
-        .contains("<Code>BadGateway</Code>"));
+    assert_eq!(response.status(), status);
+    let xml = response.text().await.unwrap();
+    assert!(xml.contains(&format!("<Code>{s3_code}</Code>")), "{xml}");
 }
 
 /// Resident memory of process `pid`, in KiB.
@@ -621,21 +624,7 @@ async fn impatient_gateway(store: &str) -> Gateway {
 async fn a_silent_store_is_a_504() {
     init();
     let gateway = impatient_gateway(&scripted_store(b"").await).await;
-    let response = client()
-        .get(object_url(&gateway, "s3://media/x"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 504);
-    let body: serde_json::Value = response.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "UpstreamTimeout");
-    let response = client().get(gateway.url("/media/x")).send().await.unwrap();
-    assert_eq!(response.status(), 504);
-    assert!(response
-        .text()
-        .await
-        .unwrap()
-        .contains("<Code>GatewayTimeout</Code>"));
+    assert_fails_on_both_apis(&gateway, 504, "UpstreamTimeout", "GatewayTimeout").await;
 }
 
 #[tokio::test]
