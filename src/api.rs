@@ -37,7 +37,8 @@ impl App {
         let presigned =
             presign::presign(&self.registry, locator, &options, SystemTime::now()).await?;
         let body = serde_json::to_string(&presigned).map_err(|e| Error::Internal(e.to_string()))?;
-        Ok(response::json(StatusCode::OK, body))
+        let response = response::json(StatusCode::OK, body);
+        Ok(response::served_by(response, &presigned.integration))
     }
 
     /// `POST /v1/presign` with `{"locators":[...]}`: one result per locator, in order.
@@ -105,7 +106,8 @@ impl App {
                 let max_age = presigned
                     .window_left
                     .unwrap_or_else(|| expires_in.saturating_sub((expires_in / 10).min(60)));
-                Ok(redirect(&presigned.url, max_age.min(expires_in)))
+                let response = redirect(&presigned.url, max_age.min(expires_in));
+                Ok(response::served_by(response, &presigned.integration))
             }
             Delivery::Proxy => {
                 let address = resolved.address(View::Dial);
@@ -125,10 +127,9 @@ impl App {
                         .error(&integration.name, upstream)
                         .await);
                 }
-                Ok(proxy::pass_through(
-                    upstream,
-                    integration.upstream.body_idle_timeout,
-                ))
+                let response =
+                    proxy::pass_through(upstream, integration.upstream.body_idle_timeout);
+                Ok(response::served_by(response, &integration.name))
             }
         }
     }
@@ -168,7 +169,9 @@ impl App {
             cursor: params.get("cursor").map(str::to_owned),
             all,
         };
-        listing::respond(resolved, request, self.upstream.list_all_max_keys).await
+        let name = resolved.integration.name.clone();
+        let response = listing::respond(resolved, request, self.upstream.list_all_max_keys).await?;
+        Ok(response::served_by(response, &name))
     }
 }
 

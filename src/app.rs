@@ -145,7 +145,8 @@ impl App {
             response.headers_mut().insert("x-request-id", id);
         }
         watch.answered = true;
-        self.log(&ctx, response.status());
+        let served_by = response.extensions().get::<response::ServedBy>();
+        self.log(&ctx, response.status(), served_by.map(|s| s.0.as_str()));
         response
     }
 
@@ -226,12 +227,13 @@ impl App {
     }
 
     /// The one logging step: metrics and the access log line.
-    fn log(&self, ctx: &Context, status: StatusCode) {
+    fn log(&self, ctx: &Context, status: StatusCode, integration: Option<&str>) {
         self.metrics
             .requests
             .with_label_values(&[ctx.route, status.as_str()])
             .inc();
         let status = status.as_u16();
+        let integration = integration.unwrap_or("-");
         let micros = ctx.start.elapsed().as_micros() as u64;
         tracing::info!(
             target: "s3gate::access",
@@ -239,6 +241,7 @@ impl App {
             method = %ctx.method,
             path = %ctx.path,
             status,
+            integration = %integration,
             micros,
         );
     }
@@ -257,7 +260,7 @@ impl Drop for Abandoned<'_> {
     fn drop(&mut self) {
         if !self.answered {
             let gone = StatusCode::from_u16(499).expect("a valid status code");
-            self.app.log(self.ctx, gone);
+            self.app.log(self.ctx, gone, None);
         }
     }
 }

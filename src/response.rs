@@ -12,6 +12,17 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body type of every response s3gate sends.
 pub type Body = BoxBody<Bytes, BoxError>;
 
+/// The integration that served a response, kept in its extensions for the
+/// access log.
+#[derive(Debug, Clone)]
+pub struct ServedBy(pub String);
+
+/// Marks `response` as served by integration `name`.
+pub fn served_by(mut response: Response<Body>, name: &str) -> Response<Body> {
+    response.extensions_mut().insert(ServedBy(name.to_owned()));
+    response
+}
+
 /// A whole body from bytes.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into())

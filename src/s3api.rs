@@ -249,10 +249,8 @@ impl App {
         headers: &HeaderMap,
     ) -> Result<Response<Body>, Error> {
         let upstream = upstream::signed_read(integration, method, address, query, headers).await?;
-        Ok(proxy::pass_through(
-            upstream,
-            integration.upstream.body_idle_timeout,
-        ))
+        let response = proxy::pass_through(upstream, integration.upstream.body_idle_timeout);
+        Ok(response::served_by(response, &integration.name))
     }
 }
 

@@ -227,6 +227,7 @@ fn sigterm_drains_in_flight_requests_then_exits_zero() {
 #[tokio::test]
 async fn demo_serves_a_presigned_url_that_curl_downloads() {
     let dir = tempfile::tempdir().unwrap();
+    let log = tempfile::NamedTempFile::new().unwrap();
     let mut child = s3gate(&[
         "demo",
         "--dir",
@@ -234,8 +235,9 @@ async fn demo_serves_a_presigned_url_that_curl_downloads() {
         "--listen",
         "127.0.0.1:0",
     ])
+    .env("S3GATE_LOG", "info")
     .stdout(Stdio::piped())
-    .stderr(Stdio::null())
+    .stderr(log.reopen().unwrap())
     .spawn()
     .unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
@@ -274,5 +276,17 @@ async fn demo_serves_a_presigned_url_that_curl_downloads() {
     assert_eq!(
         wait_exit(&mut child, Duration::from_secs(15)).code(),
         Some(0)
+    );
+    // One access-log line for the presign, naming the integration that served it.
+    let log = std::fs::read_to_string(log.path()).unwrap();
+    let access: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("s3gate::access") && l.contains("path=/v1/presign"))
+        .collect();
+    assert_eq!(access.len(), 1, "{log}");
+    assert!(
+        access[0].contains("status=200") && access[0].contains("integration=demo "),
+        "{}",
+        access[0]
     );
 }
