@@ -34,8 +34,7 @@ impl App {
         )?;
         let locator = params.locator()?;
         let options = params.presign_options()?;
-        let presigned =
-            presign::presign(&self.registry, locator, &options, SystemTime::now()).await?;
+        let presigned = presign::presign(&self.registry, locator, &options).await?;
         let body = serde_json::to_string(&presigned).map_err(|e| Error::Internal(e.to_string()))?;
         let response = response::json(StatusCode::OK, body);
         Ok(response::served_by(response, &presigned.integration))
@@ -61,10 +60,9 @@ impl App {
             });
         }
         let options = batch.options()?;
-        let now = SystemTime::now();
         let mut results = Vec::with_capacity(batch.locators.len());
         for locator in &batch.locators {
-            let item = match presign::presign(&self.registry, locator, &options, now).await {
+            let item = match presign::presign(&self.registry, locator, &options).await {
                 Ok(p) => serde_json::json!({
                     "locator": locator, "url": p.url, "expires_at": p.expires_at, "integration": p.integration,
                 }),

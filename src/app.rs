@@ -125,9 +125,13 @@ impl App {
             };
             let mut response = result.unwrap_or_else(|error| {
                 log_error(&ctx, &error);
-                match ctx.api {
+                let response = match ctx.api {
                     Api::Json => response::json_error(&error),
                     Api::S3 => response::s3_error(&error, &ctx.path, &ctx.id.to_string()),
+                };
+                match error.integration() {
+                    Some(name) => response::served_by(response, name),
+                    None => response,
                 }
             });
             self.cors.decorate(&mut response, &verdict);
@@ -248,8 +252,8 @@ impl App {
 }
 
 /// Logs a request whose client went away before it was answered (its
-/// handler was dropped mid-way) as status 499, so that no request goes
-/// unrecorded.
+/// handler was dropped mid-way) as status 499, or one whose handler panicked
+/// as 500, so that no request goes unrecorded.
 struct Abandoned<'a> {
     app: &'a App,
     ctx: &'a Context,
@@ -258,10 +262,15 @@ struct Abandoned<'a> {
 
 impl Drop for Abandoned<'_> {
     fn drop(&mut self) {
-        if !self.answered {
-            let gone = StatusCode::from_u16(499).expect("a valid status code");
-            self.app.log(self.ctx, gone, None);
+        if self.answered {
+            return;
         }
+        let status = if std::thread::panicking() {
+            StatusCode::INTERNAL_SERVER_ERROR
+        } else {
+            StatusCode::from_u16(499).expect("a valid status code")
+        };
+        self.app.log(self.ctx, status, None);
     }
 }
 

@@ -162,6 +162,21 @@ impl Error {
         }
     }
 
+    /// The integration the error happened in, once one was resolved.
+    pub fn integration(&self) -> Option<&str> {
+        use Error::*;
+        match self {
+            PrefixNotPermitted { integration, .. }
+            | UpstreamAuthFailed { integration, .. }
+            | CredentialsUnavailable { integration, .. }
+            | UpstreamFailed { integration, .. }
+            | UpstreamStatus { integration, .. }
+            | UpstreamTimeout { integration, .. }
+            | UpstreamRedirect { integration, .. } => Some(integration),
+            _ => None,
+        }
+    }
+
     /// Whose fault the error is.
     pub fn side(&self) -> Side {
         match self.status().as_u16() {

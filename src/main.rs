@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use s3gate::app::App;
@@ -141,7 +141,7 @@ async fn presign_one(app: App, locator: &str, expires: Option<u64>) -> Result<()
         expires_s: expires,
         ..Default::default()
     };
-    let presigned = presign::presign(app.registry(), locator, &options, SystemTime::now())
+    let presigned = presign::presign(app.registry(), locator, &options)
         .await
         .map_err(|e| e.to_string())?;
     println!("{}", presigned.url);

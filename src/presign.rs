@@ -95,16 +95,16 @@ impl PresignOptions {
     }
 }
 
-/// Resolves `locator`, fetches its integration's credentials and presigns it.
+/// Resolves `locator`, fetches its integration's credentials and presigns it
+/// as of the moment they are in hand (an STS call may come first).
 pub async fn presign(
     registry: &Registry,
     locator: &str,
     options: &PresignOptions,
-    now: SystemTime,
 ) -> Result<Presigned, Error> {
     let resolved = registry.resolve_object(locator)?;
     let credentials = resolved.integration.credentials().await?;
-    sign(&resolved, &credentials, options, now)
+    sign(&resolved, &credentials, options, SystemTime::now())
 }
 
 /// Presigns an already resolved object with `credentials`.
@@ -236,4 +236,86 @@ pub fn parse_expires(s: &str) -> Result<u64, Error> {
         name: "expires",
         reason: format!("{s:?} is not a whole number of seconds"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::metrics::Metrics;
+
+    async fn resolved(extra: &str) -> Resolved {
+        let config = Config::parse(&format!(
+            "[[integrations]]\nname = \"i\"\ndefault = true\nbuckets = [\"media\"]\n{extra}\n\
+             [integrations.credentials]\naccess_key_id = \"AKID\"\nsecret_access_key = \"s\"\n"
+        ))
+        .unwrap();
+        let registry = Registry::from_config(&config, &Metrics::new())
+            .await
+            .unwrap();
+        registry.resolve_object("s3://media/k").unwrap()
+    }
+
+    fn expiring_at(expiry: SystemTime) -> Arc<Credentials> {
+        Arc::new(Credentials::new(
+            "ASIA",
+            "s",
+            Some("t".into()),
+            Some(expiry),
+        ))
+    }
+
+    fn at(secs: u64, millis: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(millis)
+    }
+
+    #[tokio::test]
+    async fn a_capped_url_lives_exactly_until_the_session_stops_being_used() {
+        let resolved = resolved("").await;
+        let margin = resolved.integration.expiry_margin().as_secs();
+        let expiry = 1_800_000_000;
+        let credentials = expiring_at(at(expiry, 0));
+        // Any moment within a second signs the same lifetime and expiry.
+        for millis in [0, 500, 999] {
+            let now = at(expiry - margin - 100, millis);
+            let signed = sign(&resolved, &credentials, &PresignOptions::default(), now).unwrap();
+            assert_eq!(signed.expires_at, sigv4::rfc3339(at(expiry - margin, 0)));
+            assert!(signed.url.contains("X-Amz-Expires=100&"), "{}", signed.url);
+            assert_eq!(signed.expires_in, 100);
+        }
+    }
+
+    #[tokio::test]
+    async fn credentials_about_to_expire_sign_nothing() {
+        let resolved = resolved("").await;
+        let margin = resolved.integration.expiry_margin().as_secs();
+        let credentials = expiring_at(at(1_800_000_000, 0));
+        let now = at(1_800_000_000 - margin, 0);
+        let error = sign(&resolved, &credentials, &PresignOptions::default(), now).unwrap_err();
+        assert_eq!(error.code(), "CredentialsUnavailable");
+    }
+
+    #[tokio::test]
+    async fn a_window_signs_from_its_start_and_lives_one_window_longer() {
+        let resolved = resolved("presign_window_s = 300\npresign_ttl_s = 600").await;
+        let credentials = Arc::new(Credentials::new("AKID", "s", None, None));
+        let start = 1_800_000_100 - 1_800_000_100 % 300;
+        let first = sign(
+            &resolved,
+            &credentials,
+            &PresignOptions::default(),
+            at(start, 0),
+        );
+        let last = sign(
+            &resolved,
+            &credentials,
+            &PresignOptions::default(),
+            at(start + 299, 999),
+        );
+        let (first, last) = (first.unwrap(), last.unwrap());
+        assert_eq!(first.url, last.url);
+        assert!(first.url.contains("X-Amz-Expires=900&"), "{}", first.url);
+        assert_eq!((first.expires_in, last.expires_in), (900, 601));
+        assert_eq!((first.window_left, last.window_left), (Some(300), Some(1)));
+    }
 }

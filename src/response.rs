@@ -12,8 +12,8 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body type of every response s3gate sends.
 pub type Body = BoxBody<Bytes, BoxError>;
 
-/// The integration that served a response, kept in its extensions for the
-/// access log.
+/// The integration that served a response (or failed it), kept in its
+/// extensions for the access log.
 #[derive(Debug, Clone)]
 pub struct ServedBy(pub String);
 

@@ -92,11 +92,8 @@ impl Operation {
             .unwrap_or_default();
         let params: Vec<(String, String)> =
             params.into_iter().filter(|(k, _)| !is_ignored(k)).collect();
-        if let Some((name, _)) = params
-            .iter()
-            .enumerate()
-            .find_map(|(i, (k, _))| params[..i].iter().find(|(seen, _)| seen == k))
-        {
+        let mut seen = std::collections::HashSet::with_capacity(params.len());
+        if let Some((name, _)) = params.iter().find(|(k, _)| !seen.insert(k.as_str())) {
             // Stores disagree on which of several values wins: none is forwarded.
             return Err(Error::InvalidParameter {
                 name: "query",

@@ -201,10 +201,28 @@ async fn concurrent_cold_requests_make_one_assume_role_call() {
 
 #[tokio::test]
 async fn short_sessions_are_refreshed_before_they_expire() {
-    let world = World::start().await;
     // 8 s sessions, refreshed with half their life left, never used in their last second.
-    let sts =
-        "refresh_margin_ratio = 0.5\nexpiry_margin_s = 1\nretry_base_ms = 50\nretry_max_ms = 200";
+    serve_across_session_boundaries(
+        "refresh_margin_ratio = 0.5\nexpiry_margin_s = 1\nretry_base_ms = 50\nretry_max_ms = 200",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_refresh_margin_inside_the_expiry_margin_still_refreshes_ahead() {
+    // Asked to refresh 1 s before expiry, when the cache already lets a
+    // session go 2 s before: the refresh comes early enough anyway.
+    serve_across_session_boundaries(
+        "refresh_margin_s = 1\nexpiry_margin_s = 1\nretry_base_ms = 50\nretry_max_ms = 200",
+    )
+    .await;
+}
+
+/// Requests presigned URLs through 8 s role sessions (with `sts` tuning)
+/// across two session boundaries: every request succeeds, each session is
+/// fetched once, and only the very first request waits for STS.
+async fn serve_across_session_boundaries(sts: &str) {
+    let world = World::start().await;
     let config = world.config(
         world.gateway_identity(),
         sts,

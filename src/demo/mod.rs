@@ -6,7 +6,7 @@ mod png;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use crate::app::App;
 use crate::config::Config;
@@ -135,7 +135,6 @@ pub async fn run(args: DemoArgs) -> Result<(), String> {
         app.registry(),
         &format!("s3://{BUCKET}/images/gradient-red.png"),
         &PresignOptions::default(),
-        SystemTime::now(),
     )
     .await
     .map_err(|e| e.to_string())?;
