@@ -698,12 +698,11 @@ fn validate_endpoint_url(url: &str) -> Result<(), String> {
 
 /// Whether a (valid) endpoint URL names its host by IP address.
 fn has_ip_host(url: &str) -> bool {
-    let host = url
-        .parse::<http::Uri>()
-        .ok()
-        .and_then(|uri| uri.host().map(str::to_owned))
-        .unwrap_or_default();
-    host.starts_with('[') || host.parse::<std::net::IpAddr>().is_ok()
+    let Ok(uri) = url.parse::<http::Uri>() else {
+        return false;
+    };
+    uri.host()
+        .is_some_and(|host| host.starts_with('[') || host.parse::<std::net::IpAddr>().is_ok())
 }
 
 fn validate_role_arn(arn: &str) -> Result<(), String> {
