@@ -24,7 +24,7 @@ use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sts::operation::assume_role::AssumeRoleError;
 use moka::future::Cache;
 
-use crate::config::{Config, ConfigError, IntegrationConfig, StsConfig};
+use crate::config::{CredentialsConfig, Keys, StsConfig};
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::sigv4::Credentials;
@@ -206,75 +206,48 @@ pub struct SourcesBuilder {
 impl SourcesBuilder {
     /// Prepares the gateway's identity from `[identity]`; the AWS default chain
     /// is only consulted (lazily) when an integration assumes a role without keys of its own.
-    pub fn new(config: &Config) -> Result<Self, ConfigError> {
-        let identity = match &config.identity.credentials {
-            Some(creds) => Some(SharedCredentialsProvider::new(
-                aws_credential_types::Credentials::new(
-                    creds.access_key_id.clone(),
-                    creds.resolve_secret("[identity]")?,
-                    None,
-                    None,
-                    "s3gate-config-identity",
-                ),
-            )),
-            None => None,
-        };
+    pub fn new(identity: Option<&Keys>, tuning: &StsConfig) -> Self {
         let http = aws_smithy_http_client::Builder::new()
             .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
                 aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
             ))
             .build_https();
-        Ok(Self {
-            tuning: config.sts.clone(),
-            identity,
+        Self {
+            tuning: tuning.clone(),
+            identity: identity.map(|keys| sdk_provider(keys, "s3gate-config-identity")),
             http,
             keys: HashMap::new(),
             roles: Vec::new(),
-        })
+        }
     }
 
     /// The source for one integration: static keys, or a (possibly shared) role.
-    pub async fn source(
-        &mut self,
-        ic: &IntegrationConfig,
-    ) -> Result<CredentialSource, ConfigError> {
-        let ctx = ic.context();
-        let static_keys = match &ic.credentials {
-            Some(c) => Some((c.access_key_id.clone(), c.resolve_secret(&ctx)?)),
-            None => None,
-        };
-        let Some(arn) = &ic.role_arn else {
-            let (key, secret) = static_keys.ok_or_else(|| ConfigError::Invalid {
-                context: ctx,
-                field: "credentials",
-                message: "are missing".into(),
-            })?;
-            return Ok(CredentialSource::Static(Arc::new(Credentials::new(
-                key, secret, None, None,
-            ))));
+    pub async fn source(&mut self, config: &CredentialsConfig) -> CredentialSource {
+        let role = match config {
+            CredentialsConfig::Static(keys) => {
+                return CredentialSource::Static(Arc::new(Credentials::new(
+                    keys.access_key_id.clone(),
+                    keys.secret.expose(),
+                    None,
+                    None,
+                )))
+            }
+            CredentialsConfig::Role(role) => role,
         };
         let key = RoleKey {
-            arn: arn.clone(),
-            external_id: ic.external_id.clone(),
-            session_name: ic.session_name.clone().unwrap_or_else(|| "s3gate".into()),
-            duration_s: ic.session_duration_s,
-            sts_endpoint: ic.sts_endpoint.clone(),
-            sts_region: ic.sts_region.clone().unwrap_or_else(|| ic.region.clone()),
-            caller_access_key: static_keys.as_ref().map(|(k, _)| k.clone()),
+            arn: role.arn.clone(),
+            external_id: role.external_id.clone(),
+            session_name: role.session_name.clone(),
+            duration_s: role.duration_s,
+            sts_endpoint: role.sts_endpoint.clone(),
+            sts_region: role.sts_region.clone(),
+            caller_access_key: role.caller.as_ref().map(|k| k.access_key_id.clone()),
         };
         if let Some(&id) = self.keys.get(&key) {
-            return Ok(CredentialSource::Role(self.roles[id].clone()));
+            return CredentialSource::Role(self.roles[id].clone());
         }
-        let caller = match static_keys {
-            Some((k, secret)) => Some(SharedCredentialsProvider::new(
-                aws_credential_types::Credentials::new(
-                    k,
-                    secret,
-                    None,
-                    None,
-                    "s3gate-integration-keys",
-                ),
-            )),
+        let caller = match &role.caller {
+            Some(keys) => Some(sdk_provider(keys, "s3gate-integration-keys")),
             None => self.identity.clone(),
         };
         let client = self.sts_client(&key, caller).await;
@@ -289,7 +262,7 @@ impl SourcesBuilder {
         });
         self.keys.insert(key, id);
         self.roles.push(role.clone());
-        Ok(CredentialSource::Role(role))
+        CredentialSource::Role(role)
     }
 
     async fn sts_client(
@@ -488,6 +461,17 @@ impl Sessions {
     }
 }
 
+/// The keys as a credentials provider for the STS client.
+fn sdk_provider(keys: &Keys, source: &'static str) -> SharedCredentialsProvider {
+    SharedCredentialsProvider::new(aws_credential_types::Credentials::new(
+        keys.access_key_id.clone(),
+        keys.secret.expose().to_owned(),
+        None,
+        None,
+        source,
+    ))
+}
+
 /// Full-jitter exponential backoff: uniform in [base·2ⁿ⁻¹ / 2, base·2ⁿ⁻¹], capped.
 fn backoff(failures: u32, tuning: &StsConfig) -> Duration {
     let exp = tuning
@@ -505,18 +489,17 @@ fn sts_failure(error: SdkError<AssumeRoleError, HttpResponse>) -> StsFailure {
         SdkError::ServiceError(e) => {
             // Some STS implementations nest <Error> differently; read the body then.
             let body = e.raw().body().bytes().unwrap_or_default();
-            let body = String::from_utf8_lossy(body);
             let code = e
                 .err()
                 .code()
                 .map(str::to_owned)
-                .or_else(|| crate::error::xml_field(&body, "Code"))
+                .or_else(|| crate::xml::field(body, "Code"))
                 .unwrap_or_else(|| format!("HTTP{}", e.raw().status().as_u16()));
             let message = e
                 .err()
                 .message()
                 .map(str::to_owned)
-                .or_else(|| crate::error::xml_field(&body, "Message"))
+                .or_else(|| crate::xml::field(body, "Message"))
                 .unwrap_or_default();
             let unavailable = e.raw().status().is_server_error()
                 || matches!(

@@ -218,28 +218,12 @@ impl Error {
     pub fn s3_xml_body(&self, resource: &str, request_id: &str) -> String {
         format!(
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{}</Code><Message>{}</Message><Resource>{}</Resource><RequestId>{}</RequestId></Error>",
-            xml_escape(self.s3_code()),
-            xml_escape(&self.to_string()),
-            xml_escape(resource),
-            xml_escape(request_id)
+            crate::xml::escape(self.s3_code()),
+            crate::xml::escape(&self.to_string()),
+            crate::xml::escape(resource),
+            crate::xml::escape(request_id)
         )
     }
-}
-
-/// Escapes text for an XML element.
-pub fn xml_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// An error and its sources, joined by `: `.
@@ -252,11 +236,4 @@ pub(crate) fn chain(error: &dyn std::error::Error) -> String {
         source = e.source();
     }
     message
-}
-
-/// The text of the first `<name>` element in `xml`.
-pub(crate) fn xml_field(xml: &str, name: &str) -> Option<String> {
-    let start = xml.find(&format!("<{name}>"))? + name.len() + 2;
-    let end = start + xml[start..].find(&format!("</{name}>"))?;
-    Some(xml[start..end].to_owned())
 }

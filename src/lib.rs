@@ -1,35 +1,29 @@
 //! s3gate: a local, S3-compatible presigning gateway.
 //!
-//! A request flows through [`app::App::handle`]:
-//! 1. context (request id, start time);
-//! 2. route (`/v1/presign`, `/healthz`);
-//! 3. parse the locator ([`locator`]) and resolve it to an integration
-//!    ([`integrations`]): the bucket-scoped integration first, else the default
-//!    one, and only for permitted buckets and prefixes;
-//! 4. fetch the integration's credentials ([`credentials`]);
-//! 5. address the object ([`endpoint`]) and sign ([`sigv4`], [`presign`]);
-//! 6. respond, and log once ([`app`]); errors are [`error::Error`] values
-//!    mapped to responses in [`response`].
+//! A request flows through [`front::App::handle`]:
+//! 1. context: request id, start time and [`front::context::Route`], decided once;
+//! 2. the route's handler ([`front::json_api`] or [`front::s3_api`]) parses
+//!    its query ([`front::query`]) and the locator ([`locator`]), and resolves
+//!    it to an integration ([`upstream::registry`]): the bucket-scoped one
+//!    first, else the default one, and only for permitted buckets and prefixes;
+//! 3. the integration ([`upstream::integration`]) supplies credentials
+//!    ([`credentials`]) and addresses the object ([`upstream::endpoint`]);
+//!    the handler presigns ([`presign`], [`sigv4`]) or streams a signed read
+//!    through [`upstream::Integration::fetch`];
+//! 4. errors are [`error::Error`] values rendered in one place
+//!    ([`front::response`]), and one logging step records every request.
 
-pub mod api;
-pub mod app;
+pub mod body;
 pub mod config;
-pub mod cors;
 pub mod credentials;
 #[cfg(feature = "embedded-store")]
 pub mod demo;
-pub mod endpoint;
 pub mod error;
-pub mod integrations;
-pub mod listing;
+pub mod front;
 pub mod locator;
 pub mod metrics;
+pub mod origins;
 pub mod presign;
-pub mod proxy;
-pub mod response;
-pub mod s3api;
-pub mod server;
 pub mod sigv4;
-#[cfg(feature = "embedded-store")]
-pub mod store;
 pub mod upstream;
+pub mod xml;

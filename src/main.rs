@@ -6,10 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use s3gate::app::App;
-use s3gate::config::Config;
+use s3gate::config::{Config, ServerConfig};
+use s3gate::front::{server, App};
 use s3gate::presign::{self, PresignOptions};
-use s3gate::server;
 
 #[derive(Debug, Parser)]
 #[command(version, about = "A local, S3-compatible presigning gateway")]
@@ -71,7 +70,7 @@ async fn run(command: Command) -> Result<(), String> {
             println!(
                 "{}: ok ({} integrations)",
                 config.display(),
-                loaded.config.integrations.len()
+                loaded.app.registry().integrations().len()
             );
             Ok(())
         }
@@ -97,7 +96,7 @@ fn init_logging() {
 
 /// Everything `serve` needs, built from the config file.
 struct Loaded {
-    config: Config,
+    server: ServerConfig,
     app: App,
     tls: Option<tokio_rustls::TlsAcceptor>,
 }
@@ -106,25 +105,31 @@ struct Loaded {
 /// catches what `serve` would; contacts no upstream.
 async fn load(path: &std::path::Path) -> Result<Loaded, String> {
     let config = Config::load(path).map_err(|e| e.to_string())?;
-    let app = App::new(&config).await.map_err(|e| e.to_string())?;
-    let tls = config
-        .server
+    let server = config.server.clone();
+    let app = App::new(config).await.map_err(|e| e.to_string())?;
+    let tls = server
         .tls
         .as_ref()
         .map(server::tls_acceptor)
         .transpose()
         .map_err(|e| format!("[server.tls]: {e}"))?;
-    Ok(Loaded { config, app, tls })
+    Ok(Loaded { server, app, tls })
 }
 
-async fn serve(Loaded { config, app, tls }: Loaded) -> Result<(), String> {
-    let listener = tokio::net::TcpListener::bind(config.server.listen)
+async fn serve(
+    Loaded {
+        server: config,
+        app,
+        tls,
+    }: Loaded,
+) -> Result<(), String> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
         .await
-        .map_err(|e| format!("cannot listen on {}: {e}", config.server.listen))?;
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!("listening on {scheme}://{addr}");
-    let grace = Duration::from_secs(config.server.shutdown_grace_s);
+    let grace = Duration::from_secs(config.shutdown_grace_s);
     server::serve(
         listener,
         Arc::new(app),

@@ -6,10 +6,10 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use crate::config::MAX_PRESIGN_TTL_S;
-use crate::endpoint::View;
 use crate::error::Error;
-use crate::integrations::{Integration, Registry, Resolved};
 use crate::sigv4::{self, Credentials, SigningRequest};
+use crate::upstream::endpoint::View;
+use crate::upstream::{Integration, Registry, Resolved};
 
 /// The method a presigned URL is for.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -242,7 +242,6 @@ pub fn parse_expires(s: &str) -> Result<u64, Error> {
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::metrics::Metrics;
 
     async fn resolved(extra: &str) -> Resolved {
         let config = Config::parse(&format!(
@@ -250,10 +249,8 @@ mod tests {
              [integrations.credentials]\naccess_key_id = \"AKID\"\nsecret_access_key = \"s\"\n"
         ))
         .unwrap();
-        let registry = Registry::from_config(&config, &Metrics::new())
-            .await
-            .unwrap();
-        registry.resolve_object("s3://media/k").unwrap()
+        let app = crate::front::App::new(config).await.unwrap();
+        app.registry().resolve_object("s3://media/k").unwrap()
     }
 
     fn expiring_at(expiry: SystemTime) -> Arc<Credentials> {

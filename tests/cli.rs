@@ -173,7 +173,7 @@ fn sigterm_drains_in_flight_requests_then_exits_zero() {
     );
     let config = write_config(dir.path(), &text);
     let mut child = s3gate(&["serve", "--config", config.to_str().unwrap()])
-        .env("S3GATE_LOG", "info,s3gate::app=debug")
+        .env("S3GATE_LOG", "info,s3gate::front::app=debug")
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();

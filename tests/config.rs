@@ -2,8 +2,8 @@
 
 mod support;
 
-use s3gate::app::App;
 use s3gate::config::Config;
+use s3gate::front::App;
 
 const CREDS: &str = "[integrations.credentials]\naccess_key_id = \"AKID\"\nsecret_access_key_env = \"S3GATE_TEST_SECRET\"\n";
 
@@ -14,7 +14,7 @@ fn integration(body: &str) -> String {
 fn error_of(text: &str) -> String {
     support::init();
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let built = Config::parse(text).and_then(|c| runtime.block_on(App::new(&c)).map(|_| ()));
+    let built = Config::parse(text).and_then(|c| runtime.block_on(App::new(c)).map(|_| ()));
     match built {
         Ok(()) => panic!("config should be refused:\n{text}"),
         Err(e) => e.to_string(),
@@ -41,7 +41,7 @@ fn example_config_is_valid() {
     assert_eq!(config.integrations.len(), 2);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime
-        .block_on(App::new(&config))
+        .block_on(App::new(config))
         .unwrap_or_else(|e| panic!("config.example.toml: {e}"));
 }
 

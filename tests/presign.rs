@@ -55,9 +55,10 @@ async fn keys_a_file_system_cannot_hold_round_trip() {
     for key in keys {
         backend.put("media", key, key.as_bytes());
     }
-    let auth = s3gate::store::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY);
+    let auth = s3gate::demo::store::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY);
     let store =
-        s3gate::store::EmbeddedStore::start_backend(loopback().await, backend, auth, None).unwrap();
+        s3gate::demo::store::EmbeddedStore::start_backend(loopback().await, backend, auth, None)
+            .unwrap();
     let gateway = Gateway::start(&default_integration(&store.url(), &["media"])).await;
     for key in keys {
         let (status, body) = presign(&gateway, &format!("s3://media/{key}"), &[]).await;

@@ -86,9 +86,10 @@ async fn proxy_round_trips_awkward_keys() {
     for key in keys {
         backend.put("media", key, key.as_bytes());
     }
-    let auth = s3gate::store::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY);
+    let auth = s3gate::demo::store::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY);
     let store =
-        s3gate::store::EmbeddedStore::start_backend(loopback().await, backend, auth, None).unwrap();
+        s3gate::demo::store::EmbeddedStore::start_backend(loopback().await, backend, auth, None)
+            .unwrap();
     let gateway = Gateway::start(&proxy_config(&store.url(), &["media"])).await;
     for key in keys {
         let (status, body) = fetch(&object_url(&gateway, &format!("s3://media/{key}"))).await;

@@ -15,7 +15,7 @@ const EXTERNAL_ID: &str = "s3gate-ext-7f3a9c";
 struct World {
     moto: Moto,
     relay: Relay,
-    store: s3gate::store::EmbeddedStore,
+    store: s3gate::demo::store::EmbeddedStore,
     dir: tempfile::TempDir,
 }
 

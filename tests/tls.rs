@@ -103,8 +103,8 @@ async fn tls_gateway(
     pki: &Pki,
 ) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
     let config = s3gate::config::Config::parse(config).unwrap();
-    let app = Arc::new(s3gate::app::App::new(&config).await.unwrap());
-    let tls = s3gate::server::tls_acceptor(&s3gate::config::TlsConfig {
+    let app = Arc::new(s3gate::front::App::new(config).await.unwrap());
+    let tls = s3gate::front::server::tls_acceptor(&s3gate::config::TlsConfig {
         cert_file: pki.cert.clone(),
         key_file: pki.key.clone(),
     })
@@ -112,7 +112,7 @@ async fn tls_gateway(
     let listener = loopback().await;
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(s3gate::server::serve(
+    tokio::spawn(s3gate::front::server::serve(
         listener,
         app,
         Some(tls),
@@ -214,14 +214,14 @@ fn unreadable_tls_files_are_config_errors() {
         cert_file: dir.path().join("none.pem"),
         key_file: dir.path().join("none.key"),
     };
-    let error = s3gate::server::tls_acceptor(&missing).err().unwrap();
+    let error = s3gate::front::server::tls_acceptor(&missing).err().unwrap();
     assert!(error.contains("none.pem"), "{error}");
     std::fs::write(dir.path().join("empty.pem"), "").unwrap();
     let empty = s3gate::config::TlsConfig {
         cert_file: dir.path().join("empty.pem"),
         key_file: dir.path().join("empty.pem"),
     };
-    assert!(s3gate::server::tls_acceptor(&empty)
+    assert!(s3gate::front::server::tls_acceptor(&empty)
         .err()
         .unwrap()
         .contains("no certificate"));

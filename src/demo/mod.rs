@@ -2,17 +2,17 @@
 //! gateway configured for it, both on loopback.
 
 mod png;
+pub mod store;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::app::App;
 use crate::config::Config;
+use crate::front::{server, App};
 use crate::presign::{self, PresignOptions};
-use crate::server;
-use crate::store::{EmbeddedStore, SimpleAuth};
+use store::{EmbeddedStore, SimpleAuth};
 
 /// The demo's bucket, delivered by redirect to cache-stable presigned URLs.
 pub const BUCKET: &str = "demo";
@@ -129,7 +129,8 @@ pub async fn run(args: DemoArgs) -> Result<(), String> {
     std::fs::write(&config_file, &config_text)
         .map_err(|e| format!("cannot write {}: {e}", config_file.display()))?;
     let config = Config::load(&config_file).map_err(|e| e.to_string())?;
-    let app = Arc::new(App::new(&config).await.map_err(|e| e.to_string())?);
+    let grace = Duration::from_secs(config.server.shutdown_grace_s);
+    let app = Arc::new(App::new(config).await.map_err(|e| e.to_string())?);
 
     let example = presign::presign(
         app.registry(),
@@ -147,7 +148,6 @@ pub async fn run(args: DemoArgs) -> Result<(), String> {
         &example.url,
     );
 
-    let grace = Duration::from_secs(config.server.shutdown_grace_s);
     server::serve(listener, app, None, server::shutdown_signal(), grace)
         .await
         .map_err(|e| e.to_string())

@@ -11,9 +11,9 @@ use std::path::Path;
 use std::sync::{Arc, Once};
 use std::time::Duration;
 
-use s3gate::app::App;
 use s3gate::config::Config;
-use s3gate::store::{EmbeddedStore, SimpleAuth};
+use s3gate::demo::store::{EmbeddedStore, SimpleAuth};
+use s3gate::front::App;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -99,7 +99,7 @@ impl Gateway {
     pub async fn start(config: &str) -> Self {
         init();
         let config = Config::parse(config).unwrap_or_else(|e| panic!("test config: {e}"));
-        let app = App::new(&config).await;
+        let app = App::new(config).await;
         let app = Arc::new(app.unwrap_or_else(|e| panic!("test config: {e}")));
         let listener = loopback().await;
         let addr = listener.local_addr().unwrap();
@@ -107,7 +107,7 @@ impl Gateway {
         let shutdown = async move {
             let _ = stopped.await;
         };
-        tokio::spawn(s3gate::server::serve(
+        tokio::spawn(s3gate::front::server::serve(
             listener,
             app.clone(),
             None,

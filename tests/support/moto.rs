@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use s3gate::store::{EmbeddedStore, Gate};
+use s3gate::demo::store::{EmbeddedStore, Gate};
 use s3s::auth::{S3Auth, SecretKey};
 use s3s::{s3_error, S3Result};
 use tokio::net::{TcpListener, TcpStream};

@@ -15,7 +15,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use crate::app::App;
+use super::app::App;
 use crate::config::TlsConfig;
 
 /// How long a client may take to send a request's headers.

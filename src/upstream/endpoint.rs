@@ -42,6 +42,12 @@ impl Origin {
             authority: authority.to_ascii_lowercase(),
         })
     }
+
+    /// Whether the host is an IP address rather than a DNS name.
+    pub fn has_ip_host(&self) -> bool {
+        let host = self.authority.split(':').next().unwrap_or_default();
+        self.authority.starts_with('[') || host.parse::<std::net::Ipv4Addr>().is_ok()
+    }
 }
 
 /// Which side of a split endpoint an address is for.

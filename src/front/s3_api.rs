@@ -3,15 +3,16 @@
 //! `GET /{bucket}?location`. Everything else is refused before any upstream
 //! call: writes with `MethodNotAllowed`, other operations with `AccessDenied`.
 
-use http::{header, HeaderMap, HeaderValue, Method, Request, Response};
+use http::{header, HeaderValue, Method, Request, Response};
 
-use crate::app::App;
-use crate::endpoint::{Address, View};
+use super::context::RequestContext;
+use super::query::Query;
+use super::state::State;
+use crate::body::{self, Body};
 use crate::error::Error;
-use crate::integrations::Integration;
 use crate::locator::{percent_decode, validate_bucket_name, validate_key, Locator};
-use crate::response::{self, Body};
-use crate::{proxy, upstream};
+use crate::upstream::endpoint::View;
+use crate::upstream::integration::Read;
 
 /// Query parameters of GetObject/HeadObject passed to the store.
 const OBJECT_PARAMS: &[&str] = &[
@@ -49,13 +50,10 @@ pub enum Operation {
     Object {
         bucket: String,
         key: String,
-        params: Vec<(String, String)>,
+        query: Query,
     },
     /// ListObjectsV2 (or V1 without `list-type`).
-    List {
-        bucket: String,
-        params: Vec<(String, String)>,
-    },
+    List { bucket: String, query: Query },
     /// HeadBucket.
     HeadBucket { bucket: String },
     /// GetBucketLocation, answered locally.
@@ -87,19 +85,7 @@ impl Operation {
             locator: format!("/{bucket}"),
             reason,
         })?;
-        let params: Vec<(String, String)> = query
-            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-            .unwrap_or_default();
-        let params: Vec<(String, String)> =
-            params.into_iter().filter(|(k, _)| !is_ignored(k)).collect();
-        let mut seen = std::collections::HashSet::with_capacity(params.len());
-        if let Some((name, _)) = params.iter().find(|(k, _)| !seen.insert(k.as_str())) {
-            // Stores disagree on which of several values wins: none is forwarded.
-            return Err(Error::InvalidParameter {
-                name: "query",
-                reason: format!("parameter {name:?} is given more than once"),
-            });
-        }
+        let query = Query::parse(query)?.without(is_ignored);
         let bucket = bucket.to_owned();
         match key {
             Some(key) if !key.is_empty() => {
@@ -107,36 +93,35 @@ impl Operation {
                     name: "key",
                     reason,
                 })?;
-                only(&params, OBJECT_PARAMS)?;
+                only(&query, OBJECT_PARAMS)?;
                 Ok(Operation::Object {
                     bucket,
                     key: key.to_owned(),
-                    params,
+                    query,
                 })
             }
-            _ if params.iter().any(|(k, _)| k == "location") && params.len() == 1 => {
-                Ok(Operation::Location { bucket })
-            }
-            _ if *method == Method::HEAD && params.is_empty() => {
+            _ if query.has("location") && query.len() == 1 => Ok(Operation::Location { bucket }),
+            _ if *method == Method::HEAD && query.is_empty() => {
                 Ok(Operation::HeadBucket { bucket })
             }
             _ => {
-                only(&params, LIST_PARAMS)?;
-                if params.iter().any(|(k, v)| k == "list-type" && v != "2") {
+                only(&query, LIST_PARAMS)?;
+                if query.get("list-type").is_some_and(|v| v != "2") {
                     return Err(Error::InvalidParameter {
                         name: "list-type",
                         reason: "only list-type=2 (or none) is served".into(),
                     });
                 }
-                Ok(Operation::List { bucket, params })
+                Ok(Operation::List { bucket, query })
             }
         }
     }
 }
 
-fn only(params: &[(String, String)], allowed: &[&str]) -> Result<(), Error> {
-    match params.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
-        Some((k, _)) => Err(refused(&format!("the ?{k} operation"))),
+/// Refuses, as an operation the gateway does not serve, any parameter not in `allowed`.
+fn only(query: &Query, allowed: &[&str]) -> Result<(), Error> {
+    match query.unknown(allowed) {
+        Some(name) => Err(refused(&format!("the ?{name} operation"))),
         None => Ok(()),
     }
 }
@@ -156,99 +141,70 @@ pub fn location_xml(region: &str) -> String {
     )
 }
 
-impl App {
-    /// Serves one request of the S3 API.
-    pub(crate) async fn s3_request<B>(&self, request: Request<B>) -> Result<Response<Body>, Error> {
-        if !self.s3_api.anonymous {
-            return Err(Error::Unauthenticated);
-        }
-        let method = request.method();
-        let operation = Operation::parse(method, request.uri().path(), request.uri().query())?;
-        match operation {
-            Operation::Object {
-                bucket,
-                key,
-                params,
-            } => {
-                let locator = Locator::in_bucket(bucket, key);
-                let resolved = self.registry.resolve(&locator)?;
-                let query: Vec<(&str, &str)> = params
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), v.as_str()))
-                    .collect();
-                let address = resolved.address(View::Dial);
-                self.forward(
-                    &resolved.integration,
-                    method,
-                    &address,
-                    &query,
-                    request.headers(),
-                )
-                .await
-            }
-            Operation::List { bucket, params } => {
-                let prefix = params
-                    .iter()
-                    .find(|(k, _)| k == "prefix")
-                    .map_or("", |(_, v)| v.as_str());
-                let resolved = self
-                    .registry
-                    .resolve(&Locator::in_bucket(bucket, prefix.to_owned()))?;
-                let query: Vec<(&str, &str)> = params
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), v.as_str()))
-                    .collect();
-                let address =
-                    resolved
-                        .integration
-                        .endpoint
-                        .object(&resolved.bucket, "", View::Dial);
-                self.forward(
-                    &resolved.integration,
-                    &Method::GET,
-                    &address,
-                    &query,
-                    &HeaderMap::new(),
-                )
-                .await
-            }
-            Operation::HeadBucket { bucket } => {
-                let integration = self.registry.for_bucket(&bucket)?;
-                let address = integration.endpoint.object(&bucket, "", View::Dial);
-                self.forward(
-                    &integration,
-                    &Method::HEAD,
-                    &address,
-                    &[],
-                    &HeaderMap::new(),
-                )
-                .await
-            }
-            Operation::Location { bucket } => {
-                let integration = self.registry.for_bucket(&bucket)?;
-                let mut response = Response::new(response::full(location_xml(&integration.region)));
-                response.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/xml"),
-                );
-                Ok(response)
-            }
-        }
+/// Serves one request of the S3 API: every operation reads through
+/// the integration that serves the bucket (and prefix).
+pub async fn handle<B>(
+    state: &State,
+    ctx: &mut RequestContext,
+    request: &Request<B>,
+) -> Result<Response<Body>, Error> {
+    if !state.s3_anonymous {
+        return Err(Error::Unauthenticated);
     }
+    let method = request.method();
+    let operation = Operation::parse(method, request.uri().path(), request.uri().query())?;
+    let registry = &state.registry;
+    let headers = request.headers();
+    let (resolved, read) = match &operation {
+        Operation::Object { bucket, key, query } => {
+            let resolved = registry.resolve(&Locator::in_bucket(bucket.clone(), key.clone()))?;
+            let read = Read {
+                method: method.clone(),
+                address: resolved.address(View::Dial),
+                query: query.pairs(),
+                client_headers: Some(headers),
+            };
+            (resolved, read)
+        }
+        Operation::List { bucket, query } => {
+            let prefix = query.get("prefix").unwrap_or_default().to_owned();
+            let resolved = registry.resolve(&Locator::in_bucket(bucket.clone(), prefix))?;
+            let read = Read {
+                method: Method::GET,
+                address: resolved.bucket_address(),
+                query: query.pairs(),
+                client_headers: None,
+            };
+            (resolved, read)
+        }
+        Operation::HeadBucket { bucket } => {
+            let resolved = registry.resolve_bucket(bucket)?;
+            let read = Read {
+                method: Method::HEAD,
+                address: resolved.bucket_address(),
+                query: Vec::new(),
+                client_headers: None,
+            };
+            (resolved, read)
+        }
+        Operation::Location { bucket } => {
+            let resolved = registry.resolve_bucket(bucket)?;
+            ctx.served_by(&resolved.integration.name);
+            return Ok(location(&resolved.integration.region));
+        }
+    };
+    ctx.served_by(&resolved.integration.name);
+    resolved.integration.fetch(read).await
+}
 
-    /// Signs the read, sends it and streams the store's answer back as is.
-    async fn forward(
-        &self,
-        integration: &Integration,
-        method: &Method,
-        address: &Address,
-        query: &[(&str, &str)],
-        headers: &HeaderMap,
-    ) -> Result<Response<Body>, Error> {
-        let upstream = upstream::signed_read(integration, method, address, query, headers).await?;
-        let response = proxy::pass_through(upstream, integration.upstream.body_idle_timeout);
-        Ok(response::served_by(response, &integration.name))
-    }
+/// `GetBucketLocation`'s answer.
+fn location(region: &str) -> Response<Body> {
+    let mut response = Response::new(body::full(location_xml(region)));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/xml"),
+    );
+    response
 }
 
 #[cfg(test)]
@@ -272,7 +228,7 @@ mod tests {
             Operation::Object {
                 bucket: "media".into(),
                 key: "a b//c+/".into(),
-                params: vec![("versionId".into(), "v1".into())],
+                query: Query::parse(Some("versionId=v1")).unwrap(),
             }
         );
     }
@@ -285,7 +241,7 @@ mod tests {
             Some("list-type=2&prefix=a%2F&delimiter=%2F"),
         )
         .unwrap();
-        assert!(matches!(op, Operation::List { ref params, .. } if params.len() == 3));
+        assert!(matches!(op, Operation::List { ref query, .. } if query.len() == 3));
         assert!(matches!(
             parse(Method::GET, "/media/", None).unwrap(),
             Operation::List { .. }

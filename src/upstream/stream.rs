@@ -1,4 +1,4 @@
-//! Streaming passthrough of store responses.
+//! Store responses streamed back to the client.
 //!
 //! Bodies stream with backpressure (the store is read as fast as the client
 //! reads); a client that goes away drops the upstream response, which cancels
@@ -16,7 +16,7 @@ use http_body_util::BodyExt;
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use tokio::time::Sleep;
 
-use crate::response::{self, Body, BoxError};
+use crate::body::{Body, BoxError};
 
 /// Store response headers passed on to the client by name.
 pub const PASSED_RESPONSE_HEADERS: [HeaderName; 16] = [
@@ -66,12 +66,6 @@ pub fn pass_through(upstream: Response<Incoming>, idle: Duration) -> Response<Bo
         }
     }
     response
-}
-
-/// `response` without its body (for HEAD), keeping its headers.
-pub fn without_body(response: Response<Body>) -> Response<Body> {
-    let (parts, _) = response.into_parts();
-    Response::from_parts(parts, response::empty())
 }
 
 /// A body that fails when its source stays silent for `idle` while the

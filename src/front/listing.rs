@@ -5,19 +5,20 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, Response, StatusCode};
+use http::{Method, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::{Frame, SizeHint};
 use quick_xml::events::Event;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::endpoint::View;
+use super::response;
+use crate::body::{Body, BoxError};
 use crate::error::Error;
-use crate::integrations::Resolved;
-use crate::proxy::IdleTimeout;
-use crate::response::{self, Body, BoxError};
-use crate::upstream;
+use crate::upstream::integration::Read;
+use crate::upstream::stream::IdleTimeout;
+use crate::upstream::Resolved;
+use crate::xml;
 
 /// Most keys S3 returns in one page.
 pub const MAX_PAGE: u32 = 1000;
@@ -69,9 +70,6 @@ pub async fn page(
     cursor: Option<&str>,
 ) -> Result<Page, Error> {
     let integration = &resolved.integration;
-    let address = integration
-        .endpoint
-        .object(&resolved.bucket, "", View::Dial);
     let max_keys = request.limit.unwrap_or(MAX_PAGE).to_string();
     let mut query: Vec<(&str, &str)> = vec![
         ("list-type", "2"),
@@ -85,21 +83,20 @@ pub async fn page(
     if let Some(c) = cursor {
         query.push(("continuation-token", c));
     }
-    let upstream = upstream::signed_read(
-        integration,
-        &Method::GET,
-        &address,
-        &query,
-        &HeaderMap::new(),
-    )
-    .await?;
+    let read = Read {
+        method: Method::GET,
+        address: resolved.bucket_address(),
+        query,
+        client_headers: None,
+    };
+    let upstream = integration.read(read).await?;
     if upstream.status() != StatusCode::OK {
-        return Err(integration
-            .upstream
-            .error(&integration.name, upstream)
-            .await);
+        return Err(Error::UpstreamFailed {
+            integration: integration.name.clone(),
+            reason: format!("the listing answered {}", upstream.status()),
+        });
     }
-    let body = IdleTimeout::new(upstream.into_body(), integration.upstream.body_idle_timeout);
+    let body = IdleTimeout::new(upstream.into_body(), integration.body_idle_timeout());
     let body = http_body_util::Limited::new(body, LIST_BODY_LIMIT)
         .collect()
         .await
@@ -134,7 +131,7 @@ pub fn parse(xml: &[u8]) -> Result<Page, String> {
                 text.clear();
             }
             Event::Text(t) => text.push_str(&t.decode().map_err(|e| e.to_string())?),
-            Event::GeneralRef(r) => text.push(entity(&r.decode().map_err(|e| e.to_string())?)?),
+            Event::GeneralRef(r) => text.push(xml::resolve_reference(&r)?),
             Event::End(_) => {
                 let value = std::mem::take(&mut text);
                 let names: Vec<&[u8]> = path.iter().map(Vec::as_slice).collect();
@@ -171,27 +168,6 @@ pub fn parse(xml: &[u8]) -> Result<Page, String> {
         }
     }
     Ok(page)
-}
-
-/// The character an XML entity or character reference stands for.
-fn entity(name: &str) -> Result<char, String> {
-    let c = match name {
-        "quot" => '"',
-        "amp" => '&',
-        "lt" => '<',
-        "gt" => '>',
-        "apos" => '\'',
-        _ => {
-            let code = match name.strip_prefix("#x") {
-                Some(hex) => u32::from_str_radix(hex, 16).ok(),
-                None => name.strip_prefix('#').and_then(|d| d.parse().ok()),
-            };
-            return code
-                .and_then(char::from_u32)
-                .ok_or_else(|| format!("unknown entity &{name};"));
-        }
-    };
-    Ok(c)
 }
 
 /// Decodes S3's `encoding-type=url` (`+` is a space).

@@ -1,16 +1,16 @@
-//! The pooled HTTP client that talks to the stores, and signed S3 reads.
+//! The pooled HTTP client that talks to the stores.
 //!
 //! HTTP/1.1 and HTTP/2 over rustls (webpki roots, plus an integration's
 //! `ca_file` for a private CA), keep-alive, TCP_NODELAY, a connect timeout and
-//! a timeout until the response headers arrive. Every request is signed in
-//! headers with `UNSIGNED-PAYLOAD`; bodies stream, nothing is buffered whole.
+//! a timeout until the response headers arrive. Bodies stream, nothing is
+//! buffered whole.
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
+use http::{header, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
@@ -19,19 +19,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::config::UpstreamConfig;
-use crate::endpoint::Address;
-use crate::error::{xml_field, Error};
-use crate::integrations::Integration;
-use crate::sigv4::{self, canonical, SigningRequest};
-
-/// Request headers a client may send that are forwarded to the store.
-pub const FORWARDED_REQUEST_HEADERS: [HeaderName; 5] = [
-    header::RANGE,
-    header::IF_MATCH,
-    header::IF_NONE_MATCH,
-    header::IF_MODIFIED_SINCE,
-    header::IF_UNMODIFIED_SINCE,
-];
+use crate::error::Error;
+use crate::xml;
 
 /// A pooled client for one trust configuration.
 #[derive(Debug, Clone)]
@@ -127,8 +116,7 @@ impl Upstream {
             Ok(Ok(collected)) => collected.to_bytes(),
             _ => Bytes::new(),
         };
-        let text = String::from_utf8_lossy(&body);
-        let code = xml_field(&text, "Code").unwrap_or_else(|| {
+        let code = xml::field(&body, "Code").unwrap_or_else(|| {
             let reason = status.canonical_reason().unwrap_or("Error");
             reason.replace(' ', "")
         });
@@ -150,7 +138,7 @@ impl Upstream {
             integration: integration.to_owned(),
             status: status.as_u16(),
             code,
-            message: xml_field(&text, "Message").unwrap_or_default(),
+            message: xml::field(&body, "Message").unwrap_or_default(),
             content_range,
         }
     }
@@ -175,52 +163,4 @@ fn add_pem_roots(roots: &mut rustls::RootCertStore, path: &Path) -> Result<(), S
         return Err(format!("{}: no certificate found", path.display()));
     }
     Ok(())
-}
-
-/// Signs and sends a read (`GET`/`HEAD`) of `address` with `query`, forwarding
-/// the client's range and conditional headers.
-pub async fn signed_read(
-    integration: &Integration,
-    method: &Method,
-    address: &Address,
-    query: &[(&str, &str)],
-    client_headers: &HeaderMap,
-) -> Result<Response<Incoming>, Error> {
-    let credentials = integration.credentials().await?;
-    let signing = SigningRequest {
-        method: method.as_str(),
-        host: &address.host,
-        path: &address.path,
-        query,
-        region: &integration.region,
-        service: "s3",
-        time: SystemTime::now(),
-    };
-    let signed = sigv4::sign_headers(&credentials, &signing);
-    let uri = address.url(&canonical::query_string(query));
-    let mut builder = Request::builder().method(method.clone()).uri(uri);
-    let headers = builder.headers_mut().expect("valid request");
-    for name in FORWARDED_REQUEST_HEADERS {
-        if let Some(value) = client_headers.get(&name) {
-            headers.insert(name, value.clone());
-        }
-    }
-    headers.insert(header::HOST, header_value(&address.host)?);
-    headers.insert("x-amz-date", header_value(&signed.amz_date)?);
-    headers.insert(
-        "x-amz-content-sha256",
-        HeaderValue::from_static(signed.content_sha256),
-    );
-    if let Some(token) = &signed.security_token {
-        headers.insert("x-amz-security-token", header_value(token)?);
-    }
-    headers.insert(header::AUTHORIZATION, header_value(&signed.authorization)?);
-    let request = builder
-        .body(Empty::new())
-        .map_err(|e| Error::Internal(format!("cannot build the upstream request: {e}")))?;
-    integration.upstream.send(request, &integration.name).await
-}
-
-fn header_value(value: &str) -> Result<HeaderValue, Error> {
-    HeaderValue::from_str(value).map_err(|_| Error::Internal("invalid header value".into()))
 }

@@ -6,7 +6,9 @@
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response, StatusCode};
 
-use crate::response::{self, Body};
+use crate::body::{self, Body};
+use crate::front::response;
+use crate::origins::Origins;
 
 /// Request headers a browser may send.
 const ALLOWED_HEADERS: &str = "Range, If-None-Match, If-Match, If-Modified-Since, If-Unmodified-Since, Authorization, Content-Type, x-amz-date, x-amz-content-sha256, x-amz-security-token, x-amz-user-agent, amz-sdk-invocation-id, amz-sdk-request";
@@ -15,72 +17,6 @@ const ALLOWED_METHODS: &str = "GET, HEAD, OPTIONS, POST";
 /// Response headers script may read.
 const EXPOSED_HEADERS: &str =
     "Content-Length, Content-Range, Accept-Ranges, ETag, Last-Modified, x-amz-version-id, x-request-id";
-
-/// A set of allowed origins.
-#[derive(Debug, Clone, Default)]
-pub struct Origins {
-    any: bool,
-    exact: Vec<String>,
-    /// `(scheme://, .suffix)` of `scheme://*.suffix` patterns.
-    wildcards: Vec<(String, String)>,
-}
-
-impl Origins {
-    /// Parses `*`, exact origins (`https://app.example.com:8443`) and
-    /// `https://*.example.com` patterns.
-    pub fn parse(list: &[String]) -> Result<Self, String> {
-        let mut origins = Origins::default();
-        for entry in list {
-            if entry == "*" {
-                origins.any = true;
-                continue;
-            }
-            let (scheme, host) = entry
-                .split_once("://")
-                .filter(|(s, _)| *s == "http" || *s == "https")
-                .ok_or_else(|| format!("{entry:?} is not an origin (scheme://host[:port])"))?;
-            if host.is_empty() || host.contains('/') || entry != &entry.to_ascii_lowercase() {
-                return Err(format!(
-                    "{entry:?} is not a lowercase origin without a path"
-                ));
-            }
-            match host.strip_prefix('*') {
-                Some(suffix)
-                    if suffix.starts_with('.') && suffix.len() > 1 && !suffix.contains('*') =>
-                {
-                    origins
-                        .wildcards
-                        .push((format!("{scheme}://"), suffix.to_owned()));
-                }
-                Some(_) => {
-                    return Err(format!("{entry:?}: a wildcard must be `scheme://*.domain`"))
-                }
-                None if host.contains('*') => {
-                    return Err(format!("{entry:?}: a wildcard must lead the host"))
-                }
-                None => origins.exact.push(entry.clone()),
-            }
-        }
-        Ok(origins)
-    }
-
-    /// Whether nothing is allowed.
-    pub fn is_empty(&self) -> bool {
-        !self.any && self.exact.is_empty() && self.wildcards.is_empty()
-    }
-
-    /// Whether `origin` is allowed.
-    pub fn allows(&self, origin: &str) -> bool {
-        self.any
-            || self.exact.iter().any(|o| o == origin)
-            || self.wildcards.iter().any(|(scheme, suffix)| {
-                origin
-                    .strip_prefix(scheme.as_str())
-                    .and_then(|host| host.strip_suffix(suffix.as_str()))
-                    .is_some_and(|label| !label.is_empty() && !label.contains(['/', ':', '.']))
-            })
-    }
-}
 
 /// The gateway's CORS policy.
 #[derive(Debug, Clone, Default)]
@@ -120,7 +56,7 @@ impl Cors {
         for set in sets {
             if set.allows(text) {
                 allowed = true;
-                any |= set.any && !set.exact.iter().any(|o| o == text);
+                any |= set.allows_only_as_any(text);
             }
         }
         match (allowed, any) {
@@ -161,7 +97,7 @@ impl Cors {
         if !matches!(requested, "GET" | "HEAD" | "POST") {
             return response::text(StatusCode::FORBIDDEN, "CORS method not allowed\n");
         }
-        let mut response = Response::new(response::empty());
+        let mut response = Response::new(body::empty());
         *response.status_mut() = StatusCode::NO_CONTENT;
         let h = response.headers_mut();
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());

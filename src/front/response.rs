@@ -1,39 +1,10 @@
-//! Response bodies and builders shared by every route.
+//! Response builders shared by every route, and the one place where an
+//! [`Error`] becomes a response: JSON on the JSON API, S3 XML on the S3 API.
 
-use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
-use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full};
 
+use crate::body::{full, Body};
 use crate::error::Error;
-
-/// Errors a response body may fail with while streaming.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// The body type of every response s3gate sends.
-pub type Body = BoxBody<Bytes, BoxError>;
-
-/// The integration that served a response (or failed it), kept in its
-/// extensions for the access log.
-#[derive(Debug, Clone)]
-pub struct ServedBy(pub String);
-
-/// Marks `response` as served by integration `name`.
-pub fn served_by(mut response: Response<Body>, name: &str) -> Response<Body> {
-    response.extensions_mut().insert(ServedBy(name.to_owned()));
-    response
-}
-
-/// A whole body from bytes.
-pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into())
-        .map_err(|never| match never {})
-        .boxed()
-}
-
-/// An empty body.
-pub fn empty() -> Body {
-    Empty::new().map_err(|never| match never {}).boxed()
-}
 
 /// A JSON response.
 pub fn json(status: StatusCode, body: String) -> Response<Body> {

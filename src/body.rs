@@ -1,0 +1,22 @@
+//! The body type of every response, and its simplest forms.
+
+use bytes::Bytes;
+use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full};
+
+/// Errors a response body may fail with while streaming.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body type of every response s3gate sends.
+pub type Body = BoxBody<Bytes, BoxError>;
+
+/// A whole body from bytes.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// An empty body.
+pub fn empty() -> Body {
+    Empty::new().map_err(|never| match never {}).boxed()
+}

@@ -1,0 +1,594 @@
+//! The TOML schema of the configuration file, and its conversion into the
+//! typed [`Config`]: each value is checked and parsed here, once.
+//!
+//! Unknown keys are rejected. Secrets are read from their environment
+//! variable or file here, and never appear in an error message.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::{
+    Config, ConfigError, CorsConfig, CredentialsConfig, Delivery, IntegrationConfig, Keys,
+    RoleConfig, S3ApiConfig, Scope, Secret, ServerConfig, StsConfig, UpstreamConfig,
+    DEFAULT_SESSION_DURATION_S, MAX_PRESIGN_TTL_S,
+};
+use crate::locator::{valid_region, validate_bucket_name, AccessPointArn};
+use crate::origins::Origins;
+use crate::upstream::endpoint::{Endpoint, Origin};
+
+/// The whole file.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    #[serde(default)]
+    server: ServerConfig,
+    #[serde(default)]
+    identity: IdentityFile,
+    #[serde(default)]
+    sts: StsConfig,
+    #[serde(default)]
+    upstream: UpstreamConfig,
+    #[serde(default)]
+    s3_api: S3ApiConfig,
+    #[serde(default)]
+    cors: CorsFile,
+    #[serde(default)]
+    integrations: Vec<IntegrationFile>,
+}
+
+/// `[identity]`: who the gateway is when it calls STS.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IdentityFile {
+    credentials: Option<KeysFile>,
+}
+
+/// `[cors]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct CorsFile {
+    allowed_origins: Vec<String>,
+    max_age_s: u64,
+    allow_private_network: bool,
+}
+
+impl Default for CorsFile {
+    fn default() -> Self {
+        Self {
+            allowed_origins: Vec::new(),
+            max_age_s: 600,
+            allow_private_network: false,
+        }
+    }
+}
+
+/// One `[[integrations]]` entry.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IntegrationFile {
+    name: String,
+    #[serde(default = "default_region")]
+    region: String,
+    #[serde(default)]
+    default: bool,
+    bucket: Option<String>,
+    #[serde(default)]
+    buckets: Vec<String>,
+    #[serde(default)]
+    prefixes: Vec<String>,
+    endpoint_url: Option<String>,
+    public_endpoint_url: Option<String>,
+    force_path_style: Option<bool>,
+    access_point_arn: Option<String>,
+    #[serde(default = "default_presign_ttl")]
+    presign_ttl_s: u64,
+    #[serde(default)]
+    delivery: Delivery,
+    #[serde(default)]
+    allowed_origins: Vec<String>,
+    presign_window_s: Option<u64>,
+    ca_file: Option<PathBuf>,
+    role_arn: Option<String>,
+    external_id: Option<String>,
+    session_name: Option<String>,
+    session_duration_s: Option<u64>,
+    sts_endpoint: Option<String>,
+    sts_region: Option<String>,
+    credentials: Option<KeysFile>,
+}
+
+/// `credentials` tables: an access key and where its secret is.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeysFile {
+    access_key_id: String,
+    secret_access_key_env: Option<String>,
+    secret_access_key_file: Option<PathBuf>,
+    /// Inline (discouraged: warned about at load); zeroed once read.
+    secret_access_key: Option<Secret>,
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Secret::new)
+    }
+}
+
+fn default_region() -> String {
+    "us-east-1".into()
+}
+
+fn default_presign_ttl() -> u64 {
+    900
+}
+
+/// Parses and validates configuration text into the typed [`Config`].
+pub(super) fn parse(text: &str) -> Result<Config, ConfigError> {
+    let file: ConfigFile = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        path: PathBuf::from("<config>"),
+        message: e.to_string(),
+    })?;
+    file.into_config()
+}
+
+impl ConfigFile {
+    fn into_config(self) -> Result<Config, ConfigError> {
+        self.server.validate()?;
+        self.sts.validate()?;
+        self.upstream.validate()?;
+        let cors = CorsConfig {
+            origins: Origins::parse(&self.cors.allowed_origins)
+                .map_err(|m| invalid("[cors]".into(), "allowed_origins", m))?,
+            max_age_s: self.cors.max_age_s,
+            allow_private_network: self.cors.allow_private_network,
+        };
+        let identity = self
+            .identity
+            .credentials
+            .map(|keys| keys.resolve("[identity]"))
+            .transpose()?;
+        check_uniqueness(&self.integrations)?;
+        let integrations = self
+            .integrations
+            .into_iter()
+            .map(|i| i.into_config(&self.sts))
+            .collect::<Result<_, _>>()?;
+        Ok(Config {
+            server: self.server,
+            identity,
+            sts: self.sts,
+            upstream: self.upstream,
+            s3_api: self.s3_api,
+            cors,
+            integrations,
+        })
+    }
+}
+
+/// Names are unique, one integration at most is the default, and no bucket
+/// is scoped to two integrations.
+fn check_uniqueness(integrations: &[IntegrationFile]) -> Result<(), ConfigError> {
+    let mut names = HashSet::new();
+    let mut scoped: HashMap<&str, &str> = HashMap::new();
+    let mut default: Option<&str> = None;
+    for integration in integrations {
+        let ctx = integration.context();
+        if !names.insert(integration.name.as_str()) {
+            return Err(invalid(ctx, "name", "is used by another integration"));
+        }
+        if integration.default {
+            if let Some(other) = default.replace(&integration.name) {
+                let msg = format!("is also set by integration {other:?}: only one default");
+                return Err(invalid(ctx, "default", msg));
+            }
+            continue;
+        }
+        for bucket in integration.scoped_buckets() {
+            if let Some(other) = scoped.insert(bucket, &integration.name) {
+                let msg = format!("{bucket:?} is already scoped to integration {other:?}");
+                return Err(invalid(ctx, "bucket", msg));
+            }
+        }
+    }
+    Ok(())
+}
+
+impl UpstreamConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let ctx = || "[upstream]".to_owned();
+        for (field, value) in [
+            ("connect_timeout_ms", self.connect_timeout_ms),
+            ("header_timeout_s", self.header_timeout_s),
+            ("body_idle_timeout_s", self.body_idle_timeout_s),
+            ("list_all_max_keys", self.list_all_max_keys as u64),
+        ] {
+            if value == 0 {
+                return Err(invalid(ctx(), field, "must be at least 1"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl StsConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let ctx = || "[sts]".to_owned();
+        if !(self.refresh_margin_ratio > 0.0 && self.refresh_margin_ratio < 1.0) {
+            return Err(invalid(
+                ctx(),
+                "refresh_margin_ratio",
+                "must be between 0 and 1",
+            ));
+        }
+        if self.retry_base_ms == 0 || self.retry_base_ms > self.retry_max_ms {
+            return Err(invalid(
+                ctx(),
+                "retry_base_ms",
+                "must be at least 1 and at most `retry_max_ms`",
+            ));
+        }
+        if self.timeout_s == 0 {
+            return Err(invalid(ctx(), "timeout_s", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+impl ServerConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let ctx = || "[server]".to_owned();
+        if self.max_batch == 0 {
+            return Err(invalid(ctx(), "max_batch", "must be at least 1"));
+        }
+        if self.body_timeout_s == 0 {
+            return Err(invalid(ctx(), "body_timeout_s", "must be at least 1"));
+        }
+        if self.max_body_bytes < 1024 {
+            return Err(invalid(ctx(), "max_body_bytes", "must be at least 1024"));
+        }
+        Ok(())
+    }
+}
+
+impl IntegrationFile {
+    fn context(&self) -> String {
+        format!("integration {:?}", self.name)
+    }
+
+    /// Buckets claimed by this integration when it is not the default.
+    fn scoped_buckets(&self) -> impl Iterator<Item = &str> {
+        self.bucket.iter().chain(&self.buckets).map(String::as_str)
+    }
+
+    fn into_config(self, sts: &StsConfig) -> Result<IntegrationConfig, ConfigError> {
+        let ctx = self.context();
+        if self.name.trim().is_empty() {
+            return Err(invalid(
+                "an integration".into(),
+                "name",
+                "must not be empty",
+            ));
+        }
+        if !valid_region(&self.region) {
+            let msg = format!("{:?} is not a region name", self.region);
+            return Err(invalid(ctx, "region", msg));
+        }
+        let scope = self.scope()?;
+        let access_point = self.access_point()?;
+        let endpoint = self.endpoint(access_point.as_ref())?;
+        self.check_lifetimes()?;
+        let origins = Origins::parse(&self.allowed_origins)
+            .map_err(|m| invalid(ctx.clone(), "allowed_origins", m))?;
+        let credentials = self.credentials(sts)?;
+        Ok(IntegrationConfig {
+            name: self.name,
+            region: self.region,
+            scope,
+            prefixes: self.prefixes,
+            endpoint,
+            access_point,
+            presign_ttl_s: self.presign_ttl_s,
+            delivery: self.delivery,
+            origins,
+            presign_window_s: self.presign_window_s,
+            ca_file: self.ca_file,
+            credentials,
+        })
+    }
+
+    fn check_lifetimes(&self) -> Result<(), ConfigError> {
+        let ctx = || self.context();
+        if self.presign_ttl_s == 0 || self.presign_ttl_s > MAX_PRESIGN_TTL_S {
+            let msg = format!("must be 1 to {MAX_PRESIGN_TTL_S} seconds (7 days)");
+            return Err(invalid(ctx(), "presign_ttl_s", msg));
+        }
+        if let Some(window) = self.presign_window_s {
+            if window == 0 || window + self.presign_ttl_s > MAX_PRESIGN_TTL_S {
+                let msg = "must be at least 1 and, with presign_ttl_s, at most 7 days";
+                return Err(invalid(ctx(), "presign_window_s", msg));
+            }
+        }
+        Ok(())
+    }
+
+    fn scope(&self) -> Result<Scope, ConfigError> {
+        let ctx = || self.context();
+        if self.default && self.bucket.is_some() {
+            return Err(invalid(
+                ctx(),
+                "bucket",
+                "cannot scope the default integration",
+            ));
+        }
+        if self.bucket.is_none() && self.buckets.is_empty() && self.access_point_arn.is_none() {
+            let msg = "is required: name `bucket` or `buckets` (or an `access_point_arn`)";
+            return Err(invalid(ctx(), "buckets", msg));
+        }
+        for bucket in self.scoped_buckets() {
+            validate_bucket_name(bucket).map_err(|m| invalid(ctx(), "buckets", m))?;
+        }
+        if self.prefixes.iter().any(String::is_empty) {
+            return Err(invalid(ctx(), "prefixes", "must not hold an empty prefix"));
+        }
+        let buckets = self.scoped_buckets().map(str::to_owned);
+        Ok(if self.default {
+            Scope::Default(buckets.collect())
+        } else {
+            Scope::Buckets(buckets.collect())
+        })
+    }
+
+    fn access_point(&self) -> Result<Option<AccessPointArn>, ConfigError> {
+        let ctx = || self.context();
+        let Some(arn) = &self.access_point_arn else {
+            return Ok(None);
+        };
+        let ap = AccessPointArn::parse(arn).map_err(|m| invalid(ctx(), "access_point_arn", m))?;
+        if ap.region != self.region {
+            let msg = format!(
+                "is in region {} but the integration's region is {}",
+                ap.region, self.region
+            );
+            return Err(invalid(ctx(), "access_point_arn", msg));
+        }
+        if self.endpoint_url.is_some() {
+            let msg = "cannot be combined with `endpoint_url`";
+            return Err(invalid(ctx(), "access_point_arn", msg));
+        }
+        Ok(Some(ap))
+    }
+
+    fn endpoint(&self, access_point: Option<&AccessPointArn>) -> Result<Endpoint, ConfigError> {
+        let ctx = || self.context();
+        if let Some(url) = &self.sts_endpoint {
+            validate_endpoint_url(url).map_err(|m| invalid(ctx(), "sts_endpoint", m))?;
+        }
+        let origin = |field: &'static str, url: &Option<String>| {
+            url.as_deref()
+                .map(|url| {
+                    validate_endpoint_url(url)
+                        .and_then(|()| Origin::parse(url))
+                        .map_err(|m| invalid(ctx(), field, m))
+                })
+                .transpose()
+        };
+        let dial = origin("endpoint_url", &self.endpoint_url)?;
+        let public = origin("public_endpoint_url", &self.public_endpoint_url)?;
+        if self.force_path_style == Some(false) {
+            for (field, origin) in [("endpoint_url", &dial), ("public_endpoint_url", &public)] {
+                if origin.as_ref().is_some_and(Origin::has_ip_host) {
+                    let msg = format!("= false needs a DNS name in `{field}`: virtual-hosted addressing puts the bucket in front of the host");
+                    return Err(invalid(ctx(), "force_path_style", msg));
+                }
+            }
+        }
+        Ok(match (access_point, dial) {
+            (Some(arn), _) => Endpoint::access_point(arn),
+            (None, Some(dial)) => {
+                Endpoint::custom(dial, public, self.force_path_style.unwrap_or(true))
+            }
+            (None, None) if public.is_some() => {
+                let msg =
+                    "needs `endpoint_url` (it replaces that endpoint's host in presigned URLs)";
+                return Err(invalid(ctx(), "public_endpoint_url", msg));
+            }
+            (None, None) => Endpoint::aws(&self.region, self.force_path_style.unwrap_or(false)),
+        })
+    }
+
+    fn credentials(&self, sts: &StsConfig) -> Result<CredentialsConfig, ConfigError> {
+        let ctx = self.context();
+        let keys = self
+            .credentials
+            .as_ref()
+            .map(|keys| keys.resolve(&ctx))
+            .transpose()?;
+        let Some(arn) = &self.role_arn else {
+            return self.static_keys(keys);
+        };
+        validate_role_arn(arn).map_err(|m| invalid(ctx.clone(), "role_arn", m))?;
+        if let Some(id) = &self.external_id {
+            validate_external_id(id).map_err(|m| invalid(ctx.clone(), "external_id", m))?;
+        }
+        if let Some(name) = &self.session_name {
+            validate_session_name(name).map_err(|m| invalid(ctx.clone(), "session_name", m))?;
+        }
+        self.check_session_duration(sts)?;
+        if let Some(region) = &self.sts_region {
+            if !valid_region(region) {
+                let msg = format!("{region:?} is not a region name");
+                return Err(invalid(ctx, "sts_region", msg));
+            }
+        }
+        Ok(CredentialsConfig::Role(RoleConfig {
+            arn: arn.clone(),
+            external_id: self.external_id.clone(),
+            session_name: self.session_name.clone().unwrap_or_else(|| "s3gate".into()),
+            duration_s: self.session_duration_s,
+            sts_endpoint: self.sts_endpoint.clone(),
+            sts_region: self
+                .sts_region
+                .clone()
+                .unwrap_or_else(|| self.region.clone()),
+            caller: keys,
+        }))
+    }
+
+    /// Static keys for an integration that assumes no role.
+    fn static_keys(&self, keys: Option<Keys>) -> Result<CredentialsConfig, ConfigError> {
+        let ctx = self.context();
+        let Some(keys) = keys else {
+            let msg =
+                "are missing: set `role_arn` (+ `external_id`) or `[integrations.credentials]`";
+            return Err(invalid(ctx, "credentials", msg));
+        };
+        for (field, set) in [
+            ("external_id", self.external_id.is_some()),
+            ("session_name", self.session_name.is_some()),
+            ("session_duration_s", self.session_duration_s.is_some()),
+            ("sts_endpoint", self.sts_endpoint.is_some()),
+            ("sts_region", self.sts_region.is_some()),
+        ] {
+            if set {
+                return Err(invalid(ctx, field, "needs `role_arn`"));
+            }
+        }
+        Ok(CredentialsConfig::Static(keys))
+    }
+
+    fn check_session_duration(&self, sts: &StsConfig) -> Result<(), ConfigError> {
+        let ctx = self.context();
+        if let Some(d) = self.session_duration_s {
+            if !(1..=43_200).contains(&d) {
+                return Err(invalid(
+                    ctx,
+                    "session_duration_s",
+                    "must be 1 to 43200 seconds",
+                ));
+            }
+            if d < 900 {
+                tracing::warn!(
+                    "{ctx}: session_duration_s = {d}: AWS STS refuses sessions under 900 s"
+                );
+            }
+        }
+        let duration = self
+            .session_duration_s
+            .unwrap_or(DEFAULT_SESSION_DURATION_S);
+        if duration <= sts.expiry_margin_s + 1 {
+            let msg = format!(
+                "= {duration} leaves nothing to sign with: sessions stop being used [sts] expiry_margin_s = {} s before they expire",
+                sts.expiry_margin_s
+            );
+            return Err(invalid(ctx, "session_duration_s", msg));
+        }
+        Ok(())
+    }
+}
+
+impl KeysFile {
+    /// Reads the secret from the one place it is configured in.
+    fn resolve(&self, ctx: &str) -> Result<Keys, ConfigError> {
+        let err = |m: String| invalid(ctx.to_owned(), "credentials", m);
+        if self.access_key_id.trim().is_empty() {
+            return Err(err("`access_key_id` is empty".into()));
+        }
+        let sources = [
+            self.secret_access_key_env.is_some(),
+            self.secret_access_key_file.is_some(),
+            self.secret_access_key.is_some(),
+        ];
+        match sources.iter().filter(|s| **s).count() {
+            0 => return Err(err("need one of `secret_access_key_env`, `secret_access_key_file`, `secret_access_key`".into())),
+            1 => {}
+            _ => return Err(err("set only one of `secret_access_key_env`, `secret_access_key_file`, `secret_access_key`".into())),
+        }
+        let secret = if let Some(var) = &self.secret_access_key_env {
+            let value = std::env::var(var).map_err(|_| {
+                err(format!(
+                    "environment variable {var} (secret_access_key_env) is not set"
+                ))
+            })?;
+            Secret::new(value)
+        } else if let Some(path) = &self.secret_access_key_file {
+            let mut text = std::fs::read_to_string(path).map_err(|e| {
+                err(format!(
+                    "cannot read secret_access_key_file {}: {e}",
+                    path.display()
+                ))
+            })?;
+            text.truncate(text.trim_end().len());
+            Secret::new(text)
+        } else {
+            tracing::warn!("{ctx}: the secret access key is inline in the config; prefer secret_access_key_env or secret_access_key_file");
+            self.secret_access_key
+                .clone()
+                .unwrap_or_else(|| Secret::new(String::new()))
+        };
+        if secret.expose().is_empty() {
+            return Err(err("the secret access key is empty".into()));
+        }
+        Ok(Keys {
+            access_key_id: self.access_key_id.clone(),
+            secret,
+        })
+    }
+}
+
+fn invalid(context: String, field: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        context,
+        field,
+        message: message.into(),
+    }
+}
+
+/// An `http(s)://host[:port]` URL with no path, query or credentials.
+fn validate_endpoint_url(url: &str) -> Result<(), String> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+    match uri.scheme_str() {
+        Some("http") | Some("https") => {}
+        _ => return Err(format!("{url:?} must be an http:// or https:// URL")),
+    }
+    let authority = uri
+        .authority()
+        .ok_or_else(|| format!("{url:?} has no host"))?;
+    if authority.as_str().contains('@') {
+        return Err(format!("{url:?} must not carry credentials"));
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err(format!("{url:?} must not have a path or query"));
+    }
+    Ok(())
+}
+
+fn validate_role_arn(arn: &str) -> Result<(), String> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let ok = matches!(parts[..], ["arn", _, "iam", "", account, resource]
+        if account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())
+            && resource.starts_with("role/") && resource.len() > 5);
+    ok.then_some(())
+        .ok_or_else(|| format!("{arn:?} is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)"))
+}
+
+fn validate_external_id(id: &str) -> Result<(), String> {
+    let ok = (2..=1224).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_+=,.@:/-".contains(&b));
+    ok.then_some(())
+        .ok_or_else(|| "must be 2 to 1224 characters of letters, digits and _+=,.@:/-".into())
+}
+
+fn validate_session_name(name: &str) -> Result<(), String> {
+    let ok = (2..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_+=,.@-".contains(&b));
+    ok.then_some(())
+        .ok_or_else(|| "must be 2 to 64 characters of letters, digits and _+=,.@-".into())
+}

@@ -1,0 +1,336 @@
+//! The configuration the gateway runs on, parsed once.
+//!
+//! [`Config::load`] reads the TOML file ([`file`] holds its schema), checks
+//! every rule and returns typed values: parsed origins, access point ARNs and
+//! endpoints, and secrets read from their environment variable or file into a
+//! zeroizing [`Secret`]. Nothing downstream parses a config string again.
+//! Every error names the section or the integration and the field at fault.
+
+mod file;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use zeroize::Zeroizing;
+
+use crate::locator::AccessPointArn;
+use crate::origins::Origins;
+use crate::upstream::endpoint::Endpoint;
+
+/// Longest presigned URL lifetime S3 accepts: 7 days.
+pub const MAX_PRESIGN_TTL_S: u64 = 7 * 24 * 3600;
+
+/// Role session lifetime STS grants when `session_duration_s` is not set.
+pub const DEFAULT_SESSION_DURATION_S: u64 = 3600;
+
+/// A configuration that could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the TOML parser said.
+        message: String,
+    },
+    /// A field holds a value the gateway cannot use.
+    #[error("{context}: `{field}` {message}")]
+    Invalid {
+        /// `[section]` or `integration "NAME"`.
+        context: String,
+        /// The field at fault.
+        field: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+/// The validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    /// `[server]`: listener and limits.
+    pub server: ServerConfig,
+    /// `[identity]`: the gateway's own keys for STS; `None` uses the AWS default chain.
+    pub identity: Option<Keys>,
+    /// `[sts]`: how session credentials are refreshed.
+    pub sts: StsConfig,
+    /// `[upstream]`: connections to the stores.
+    pub upstream: UpstreamConfig,
+    /// `[s3_api]`: the S3-compatible front.
+    pub s3_api: S3ApiConfig,
+    /// `[cors]`: which browser origins may call the gateway.
+    pub cors: CorsConfig,
+    /// `[[integrations]]`: one per customer store, in file order.
+    pub integrations: Vec<IntegrationConfig>,
+}
+
+impl Config {
+    /// Reads, parses and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_owned(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses and validates configuration text.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        file::parse(text)
+    }
+}
+
+/// A secret string (a secret access key): zeroed on drop, never printed.
+#[derive(Clone)]
+pub struct Secret(Zeroizing<String>);
+
+impl Secret {
+    /// Wraps `value`.
+    pub fn new(value: String) -> Self {
+        Self(Zeroizing::new(value))
+    }
+
+    /// The secret itself, for the signer that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// An access key and its secret, read from where the config says.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    /// Access key id.
+    pub access_key_id: String,
+    /// Secret access key.
+    pub secret: Secret,
+}
+
+/// `[cors]`: browser origins allowed on every route.
+#[derive(Debug, Clone)]
+pub struct CorsConfig {
+    /// Allowed origins.
+    pub origins: Origins,
+    /// `Access-Control-Max-Age` of preflight answers, in seconds.
+    pub max_age_s: u64,
+    /// Answer Private Network Access preflights (`Access-Control-Allow-Private-Network`).
+    pub allow_private_network: bool,
+}
+
+/// One integration: a customer's store, how to reach it, what it permits.
+#[derive(Debug)]
+pub struct IntegrationConfig {
+    /// Unique name, shown in responses and logs.
+    pub name: String,
+    /// Signing region.
+    pub region: String,
+    /// Which buckets it serves.
+    pub scope: Scope,
+    /// When not empty, only keys starting with one of these prefixes are served.
+    pub prefixes: Vec<String>,
+    /// Addressing of its objects.
+    pub endpoint: Endpoint,
+    /// The access point it serves through, if any.
+    pub access_point: Option<AccessPointArn>,
+    /// Default presigned URL lifetime in seconds.
+    pub presign_ttl_s: u64,
+    /// How `/v1/object` delivers.
+    pub delivery: Delivery,
+    /// Browser origins allowed for its objects, beside `[cors]`'s.
+    pub origins: Origins,
+    /// Signing-time window for cache-stable presigned URLs, in seconds.
+    pub presign_window_s: Option<u64>,
+    /// PEM file of extra CA certificates to trust for its endpoint.
+    pub ca_file: Option<PathBuf>,
+    /// What it signs with.
+    pub credentials: CredentialsConfig,
+}
+
+impl IntegrationConfig {
+    /// `integration "NAME"`, the prefix of this integration's errors.
+    pub fn context(&self) -> String {
+        format!("integration {:?}", self.name)
+    }
+}
+
+/// The buckets an integration serves.
+#[derive(Debug, Clone)]
+pub enum Scope {
+    /// Every bucket of the set not claimed by a scoped integration.
+    Default(HashSet<String>),
+    /// Exactly these buckets (empty for an access point only).
+    Buckets(Vec<String>),
+}
+
+/// Where an integration's signing credentials come from.
+#[derive(Debug, Clone)]
+pub enum CredentialsConfig {
+    /// Long-lived keys.
+    Static(Keys),
+    /// A role assumed through STS.
+    Role(RoleConfig),
+}
+
+/// A role to assume and how.
+#[derive(Debug, Clone)]
+pub struct RoleConfig {
+    /// Role ARN.
+    pub arn: String,
+    /// External ID the role's trust policy demands.
+    pub external_id: Option<String>,
+    /// STS role session name.
+    pub session_name: String,
+    /// Requested session lifetime in seconds (STS's default when `None`).
+    pub duration_s: Option<u64>,
+    /// Custom STS endpoint.
+    pub sts_endpoint: Option<String>,
+    /// Region of the STS calls.
+    pub sts_region: String,
+    /// Keys that call STS instead of the gateway's identity.
+    pub caller: Option<Keys>,
+}
+
+/// How an integration delivers objects from `/v1/object`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Delivery {
+    /// `307` to a presigned URL: the browser fetches from the store.
+    #[default]
+    Redirect,
+    /// The gateway streams the bytes itself.
+    Proxy,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Most locators in one `POST /v1/presign`.
+    pub max_batch: usize,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Seconds to let in-flight requests finish after SIGTERM/SIGINT.
+    pub shutdown_grace_s: u64,
+    /// Longest time a client may take to send a request body, in seconds.
+    pub body_timeout_s: u64,
+    /// Serve HTTPS with this certificate chain and key (PEM).
+    pub tls: Option<TlsConfig>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_batch: 1000,
+            max_body_bytes: 1 << 20,
+            shutdown_grace_s: 10,
+            body_timeout_s: 30,
+            tls: None,
+        }
+    }
+}
+
+/// `[server.tls]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert_file: PathBuf,
+    /// PEM private key.
+    pub key_file: PathBuf,
+}
+
+/// `[upstream]`: the pooled client that talks to the stores.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamConfig {
+    /// TCP (and TLS) connect timeout, in milliseconds.
+    pub connect_timeout_ms: u64,
+    /// Time allowed until the response headers arrive, in seconds.
+    pub header_timeout_s: u64,
+    /// Longest silence of a store in the middle of a response body, in
+    /// seconds; then the response is cut off.
+    pub body_idle_timeout_s: u64,
+    /// Idle pooled connections are closed after this many seconds.
+    pub pool_idle_timeout_s: u64,
+    /// Idle connections kept per upstream host.
+    pub pool_max_idle_per_host: usize,
+    /// Most keys `/v1/list?all=true` returns before it stops with a cursor.
+    pub list_all_max_keys: usize,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout_ms: 3000,
+            header_timeout_s: 30,
+            body_idle_timeout_s: 30,
+            pool_idle_timeout_s: 90,
+            pool_max_idle_per_host: 64,
+            list_all_max_keys: 100_000,
+        }
+    }
+}
+
+/// `[s3_api]`: the S3-compatible front (`GET|HEAD /{bucket}/{key}`, ListObjectsV2).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3ApiConfig {
+    /// Serve the S3 API without client authentication (signatures are not checked).
+    pub anonymous: bool,
+}
+
+/// `[sts]`: refresh-ahead and retry policy for assumed-role sessions.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StsConfig {
+    /// Refresh when less than this many seconds of a session remain…
+    pub refresh_margin_s: u64,
+    /// …or less than this fraction of its lifetime, whichever is smaller.
+    pub refresh_margin_ratio: f64,
+    /// Sessions are never used in their last seconds: treated as expired this early.
+    pub expiry_margin_s: u64,
+    /// First retry delay after an STS failure, in milliseconds (doubles, jittered).
+    pub retry_base_ms: u64,
+    /// Longest retry delay, in milliseconds.
+    pub retry_max_ms: u64,
+    /// Timeout of one STS call, in seconds.
+    pub timeout_s: u64,
+}
+
+impl Default for StsConfig {
+    fn default() -> Self {
+        Self {
+            refresh_margin_s: 300,
+            refresh_margin_ratio: 0.2,
+            expiry_margin_s: 30,
+            retry_base_ms: 500,
+            retry_max_ms: 30_000,
+            timeout_s: 10,
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! The request lifecycle, top to bottom, in one place: context (id, route,
+//! caller) → CORS → the route's handler → error rendering → one logging step
+//! for metrics and the access log, on success and error alike.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+
+use super::context::{Api, JsonRoute, RequestContext, Route};
+use super::cors::{Cors, Verdict};
+use super::query::Query;
+use super::state::{Limits, State};
+use super::{json_api, response, s3_api};
+use crate::body::{Body, BoxError};
+use crate::config::{Config, ConfigError};
+use crate::error::{Error, Side};
+use crate::locator::Locator;
+use crate::metrics::Metrics;
+use crate::upstream::registry::{Registry, RegistryConfig};
+
+/// The gateway: its shared state, and the request lifecycle over it.
+#[derive(Debug)]
+pub struct App {
+    state: State,
+    next_request: AtomicU64,
+}
+
+impl App {
+    /// Builds the gateway from a validated config; contacts nothing.
+    pub async fn new(config: Config) -> Result<Self, ConfigError> {
+        let metrics = Metrics::new();
+        let registry = RegistryConfig {
+            integrations: config.integrations,
+            identity: config.identity.as_ref(),
+            sts: &config.sts,
+            upstream: &config.upstream,
+        };
+        let state = State {
+            registry: Registry::new(registry, &metrics).await?,
+            metrics,
+            cors: Cors {
+                global: config.cors.origins,
+                max_age_s: config.cors.max_age_s,
+                allow_private_network: config.cors.allow_private_network,
+            },
+            limits: Limits {
+                max_batch: config.server.max_batch,
+                max_body_bytes: config.server.max_body_bytes,
+                body_timeout: std::time::Duration::from_secs(config.server.body_timeout_s),
+                list_all_max_keys: config.upstream.list_all_max_keys,
+            },
+            s3_anonymous: config.s3_api.anonymous,
+        };
+        Ok(Self {
+            state,
+            next_request: AtomicU64::new(1),
+        })
+    }
+
+    /// The integration registry.
+    pub fn registry(&self) -> &Registry {
+        &self.state.registry
+    }
+
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Metrics {
+        &self.state.metrics
+    }
+
+    /// Handles one request; never fails: errors become responses.
+    pub async fn handle<B>(&self, request: Request<B>) -> Response<Body>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send,
+        B::Error: Into<BoxError>,
+    {
+        let id = self.next_request.fetch_add(1, Ordering::Relaxed);
+        let ctx = RequestContext::new(id, request.method().clone(), request.uri().path());
+        tracing::debug!(id, method = %ctx.method, path = %ctx.path, "request received");
+        let mut in_flight = InFlight {
+            app: self,
+            ctx,
+            answered: false,
+        };
+        let ctx = &mut in_flight.ctx;
+        let sent_body = sends_body(&request);
+        let verdict = self.cors_verdict(&request, ctx);
+        let mut response = if Cors::is_preflight(&ctx.method, request.headers()) {
+            self.state.cors.preflight(request.headers(), &verdict)
+        } else {
+            let mut response = match self.dispatch(ctx, request).await {
+                Ok(response) => response,
+                Err(error) => error_response(ctx, &error),
+            };
+            self.state.cors.decorate(&mut response, &verdict);
+            response
+        };
+        let read_body = ctx.route == Route::Json(JsonRoute::Presign) && ctx.method == Method::POST;
+        if sent_body && (!read_body || !response.status().is_success()) {
+            // The body was never read: the client may still be sending it
+            // (or waiting on `Expect: 100-continue`), so this HTTP/1
+            // connection cannot carry another request.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response.headers_mut().insert("x-request-id", id.into());
+        in_flight.answered = true;
+        self.log(&in_flight.ctx, response.status());
+        response
+    }
+
+    /// Runs the route's handler.
+    async fn dispatch<B>(
+        &self,
+        ctx: &mut RequestContext,
+        request: Request<B>,
+    ) -> Result<Response<Body>, Error>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send,
+        B::Error: Into<BoxError>,
+    {
+        match ctx.route {
+            Route::Json(route) => json_api::handle(&self.state, ctx, route, request).await,
+            Route::S3 => s3_api::handle(&self.state, ctx, &request).await,
+        }
+    }
+
+    /// Judges the request's origin; integration origins apply to requests
+    /// that name one of that integration's objects.
+    fn cors_verdict<B>(&self, request: &Request<B>, ctx: &RequestContext) -> Verdict {
+        let headers = request.headers();
+        if !headers.contains_key(header::ORIGIN) {
+            return Verdict::NotCors;
+        }
+        let registry = &self.state.registry;
+        let integration = if registry.has_scoped_origins() {
+            match ctx.route.api() {
+                Api::Json => Query::parse(request.uri().query())
+                    .ok()
+                    .and_then(|q| Locator::parse(q.get("locator")?).ok())
+                    .and_then(|locator| registry.resolve(&locator).ok())
+                    .map(|resolved| resolved.integration),
+                Api::S3 => {
+                    let path = ctx.path.trim_start_matches('/');
+                    registry
+                        .for_bucket(path.split('/').next().unwrap_or(""))
+                        .ok()
+                }
+            }
+        } else {
+            None
+        };
+        let verdict = self
+            .state
+            .cors
+            .verdict(headers, integration.as_ref().map(|i| &i.origins));
+        if verdict == Verdict::Denied {
+            let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok());
+            tracing::info!(id = ctx.id, origin = origin.unwrap_or("?"), path = %ctx.path, "CORS origin not allowed");
+        }
+        verdict
+    }
+
+    /// The one logging step: metrics and the access log line.
+    fn log(&self, ctx: &RequestContext, status: StatusCode) {
+        self.state
+            .metrics
+            .requests
+            .with_label_values(&[ctx.route.label(), status.as_str()])
+            .inc();
+        let micros = u64::try_from(ctx.start.elapsed().as_micros()).unwrap_or(u64::MAX);
+        tracing::info!(
+            target: "s3gate::access",
+            id = ctx.id,
+            method = %ctx.method,
+            path = %ctx.path,
+            status = status.as_u16(),
+            client = %ctx.caller,
+            integration = %ctx.integration().unwrap_or("-"),
+            micros,
+        );
+    }
+}
+
+/// A request being handled. Logs, when dropped unanswered, a request whose
+/// client went away (its handler was dropped mid-way) as status 499, or one
+/// whose handler panicked as 500, so that no request goes unrecorded.
+struct InFlight<'a> {
+    app: &'a App,
+    ctx: RequestContext,
+    answered: bool,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if self.answered {
+            return;
+        }
+        let status = if std::thread::panicking() {
+            StatusCode::INTERNAL_SERVER_ERROR
+        } else {
+            StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST)
+        };
+        self.app.log(&self.ctx, status);
+    }
+}
+
+/// Logs a failed request and renders its error for the request's API.
+/// Client mistakes log at debug, upstream and internal failures louder;
+/// messages never hold secrets.
+fn error_response(ctx: &mut RequestContext, error: &Error) -> Response<Body> {
+    if let Some(name) = error.integration() {
+        ctx.served_by(name);
+    }
+    let (id, code) = (ctx.id, error.code());
+    match error.side() {
+        Side::Client => tracing::debug!(id, code, %error, "request refused"),
+        Side::Upstream => tracing::warn!(id, code, %error, "upstream failure"),
+        Side::Internal => tracing::error!(id, code, %error, "internal error"),
+    }
+    match ctx.route.api() {
+        Api::Json => response::json_error(error),
+        Api::S3 => response::s3_error(error, &ctx.path, &ctx.id.to_string()),
+    }
+}
+
+/// Whether an HTTP/1 request announces a body (HTTP/2 streams end on their own).
+fn sends_body<B>(request: &Request<B>) -> bool {
+    let headers = request.headers();
+    request.version() <= http::Version::HTTP_11
+        && (headers.contains_key(header::TRANSFER_ENCODING)
+            || headers
+                .get(header::CONTENT_LENGTH)
+                .is_some_and(|length| length.as_bytes() != b"0"))
+}

@@ -1,0 +1,154 @@
+//! The request context: what one request is, decided once when it arrives,
+//! and what its handler records for the access log and metrics.
+
+use std::fmt;
+use std::time::Instant;
+
+use http::Method;
+
+/// Which API a request speaks, and so how its errors are rendered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// `/v1/*`, `/healthz`, `/metrics`: JSON errors.
+    Json,
+    /// Everything else: the S3-compatible front, S3 XML errors.
+    S3,
+}
+
+/// The routes of the JSON API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonRoute {
+    /// `/healthz`.
+    Healthz,
+    /// `/metrics`.
+    Metrics,
+    /// `/v1/presign`.
+    Presign,
+    /// `/v1/object`.
+    Object,
+    /// `/v1/list`.
+    List,
+    /// Any other path under `/v1`.
+    Unknown,
+}
+
+/// Where a request goes, decided once from its path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// A route of the JSON API.
+    Json(JsonRoute),
+    /// The S3-compatible front.
+    S3,
+}
+
+impl Route {
+    /// The route of `path`.
+    pub fn of(path: &str) -> Self {
+        Route::Json(match path {
+            "/healthz" => JsonRoute::Healthz,
+            "/metrics" => JsonRoute::Metrics,
+            "/v1/presign" => JsonRoute::Presign,
+            "/v1/object" => JsonRoute::Object,
+            "/v1/list" => JsonRoute::List,
+            p if p == "/v1" || p.starts_with("/v1/") => JsonRoute::Unknown,
+            _ => return Route::S3,
+        })
+    }
+
+    /// The API the route belongs to.
+    pub fn api(self) -> Api {
+        match self {
+            Route::Json(_) => Api::Json,
+            Route::S3 => Api::S3,
+        }
+    }
+
+    /// The route's name in metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Route::Json(JsonRoute::Healthz) => "healthz",
+            Route::Json(JsonRoute::Metrics) => "metrics",
+            Route::Json(JsonRoute::Presign) => "presign",
+            Route::Json(JsonRoute::Object) => "object",
+            Route::Json(JsonRoute::List) => "list",
+            Route::Json(JsonRoute::Unknown) => "unknown",
+            Route::S3 => "s3",
+        }
+    }
+}
+
+/// Who sent the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// No client authentication applies.
+    Anonymous,
+}
+
+impl fmt::Display for Caller {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Caller::Anonymous => f.write_str("-"),
+        }
+    }
+}
+
+/// One request as every phase sees it.
+#[derive(Debug)]
+pub struct RequestContext {
+    /// Request id, also sent as `x-request-id`.
+    pub id: u64,
+    /// When the request arrived.
+    pub start: Instant,
+    /// Its method.
+    pub method: Method,
+    /// Its path (no query: queries may carry signatures).
+    pub path: String,
+    /// Where it goes.
+    pub route: Route,
+    /// Who sent it.
+    pub caller: Caller,
+    integration: Option<String>,
+}
+
+impl RequestContext {
+    /// The context of a request that just arrived.
+    pub fn new(id: u64, method: Method, path: &str) -> Self {
+        Self {
+            id,
+            start: Instant::now(),
+            method,
+            path: path.to_owned(),
+            route: Route::of(path),
+            caller: Caller::Anonymous,
+            integration: None,
+        }
+    }
+
+    /// Records the integration that serves the request.
+    pub fn served_by(&mut self, integration: &str) {
+        if self.integration.as_deref() != Some(integration) {
+            self.integration = Some(integration.to_owned());
+        }
+    }
+
+    /// The integration that served (or failed) the request, once known.
+    pub fn integration(&self) -> Option<&str> {
+        self.integration.as_deref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_are_decided_by_path_alone() {
+        assert_eq!(Route::of("/v1/presign"), Route::Json(JsonRoute::Presign));
+        assert_eq!(Route::of("/v1"), Route::Json(JsonRoute::Unknown));
+        assert_eq!(Route::of("/v1/nope"), Route::Json(JsonRoute::Unknown));
+        assert_eq!(Route::of("/v1x/key"), Route::S3);
+        assert_eq!(Route::of("/healthz/"), Route::S3);
+        assert_eq!(Route::of("/media/k").api(), Api::S3);
+        assert_eq!(Route::of("/metrics").label(), "metrics");
+    }
+}

@@ -1,0 +1,15 @@
+//! The HTTP front: connections, the request lifecycle, and the two APIs
+//! (JSON under `/v1/`, the S3-compatible one everywhere else).
+
+pub mod app;
+pub mod context;
+pub mod cors;
+pub mod json_api;
+pub mod listing;
+pub mod query;
+pub mod response;
+pub mod s3_api;
+pub mod server;
+pub mod state;
+
+pub use app::App;

@@ -1,0 +1,190 @@
+//! One integration: a customer's store, ready to sign for. It owns what a
+//! signed read needs (endpoint, region, credentials, pooled client) and
+//! performs every read the gateway makes of that store.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response};
+use http_body_util::Empty;
+use hyper::body::Incoming;
+
+use super::client::Upstream;
+use super::endpoint::{Address, Endpoint};
+use super::stream;
+use crate::body::Body;
+use crate::config::{Delivery, IntegrationConfig};
+use crate::credentials::{CredentialSource, Sessions};
+use crate::error::Error;
+use crate::origins::Origins;
+use crate::sigv4::{self, canonical, Credentials, SigningRequest};
+
+/// Request headers a client may send that are forwarded to the store.
+pub const FORWARDED_REQUEST_HEADERS: [HeaderName; 5] = [
+    header::RANGE,
+    header::IF_MATCH,
+    header::IF_NONE_MATCH,
+    header::IF_MODIFIED_SINCE,
+    header::IF_UNMODIFIED_SINCE,
+];
+
+/// One customer store, ready to sign for.
+#[derive(Debug)]
+pub struct Integration {
+    /// Name from the config.
+    pub name: String,
+    /// Signing region.
+    pub region: String,
+    /// Addressing of its objects.
+    pub endpoint: Endpoint,
+    /// Permitted key prefixes; empty permits every key.
+    pub prefixes: Vec<String>,
+    /// Default presigned URL lifetime.
+    pub presign_ttl_s: u64,
+    /// How `/v1/object` delivers.
+    pub delivery: Delivery,
+    /// Browser origins allowed for its objects (beside the global ones).
+    pub origins: Origins,
+    /// Signing-time window for cache-stable presigned URLs.
+    pub presign_window_s: Option<u64>,
+    credentials: CredentialSource,
+    sessions: Arc<Sessions>,
+    client: Arc<Upstream>,
+}
+
+/// One read of a store: what is signed and sent.
+#[derive(Debug)]
+pub struct Read<'a> {
+    /// `GET` or `HEAD`.
+    pub method: Method,
+    /// Where.
+    pub address: Address,
+    /// Query parameters (S3's names), signed in this order.
+    pub query: Vec<(&'a str, &'a str)>,
+    /// The client's headers, of which the range and conditional ones are forwarded.
+    pub client_headers: Option<&'a HeaderMap>,
+}
+
+impl Integration {
+    /// The integration of `config`, signing with `credentials` and reaching
+    /// its store through `client`.
+    pub fn new(
+        config: IntegrationConfig,
+        credentials: CredentialSource,
+        sessions: Arc<Sessions>,
+        client: Arc<Upstream>,
+    ) -> Self {
+        Self {
+            name: config.name,
+            region: config.region,
+            endpoint: config.endpoint,
+            prefixes: config.prefixes,
+            presign_ttl_s: config.presign_ttl_s,
+            delivery: config.delivery,
+            origins: config.origins,
+            presign_window_s: config.presign_window_s,
+            credentials,
+            sessions,
+            client,
+        }
+    }
+
+    /// Whether `key` lies under one of the permitted prefixes.
+    pub fn permits_key(&self, key: &str) -> bool {
+        self.prefixes.is_empty() || self.prefixes.iter().any(|p| key.starts_with(p.as_str()))
+    }
+
+    /// Current signing credentials.
+    pub async fn credentials(&self) -> Result<Arc<Credentials>, Error> {
+        self.credentials.get(&self.sessions, &self.name).await
+    }
+
+    /// How long before their expiry its credentials stop being used.
+    pub fn expiry_margin(&self) -> Duration {
+        match self.credentials {
+            CredentialSource::Static(_) => Duration::ZERO,
+            CredentialSource::Role(_) => self.sessions.expiry_margin(),
+        }
+    }
+
+    /// Seconds until its session credentials expire (roles that have fetched one).
+    pub fn credentials_seconds_left(&self) -> Option<f64> {
+        match &self.credentials {
+            CredentialSource::Static(_) => None,
+            CredentialSource::Role(role) => self.sessions.seconds_left(role),
+        }
+    }
+
+    /// Longest silence of its store in the middle of a body.
+    pub fn body_idle_timeout(&self) -> Duration {
+        self.client.body_idle_timeout
+    }
+
+    /// Signs and sends `read`. The store's error (status ≥ 400) or redirect
+    /// is an [`Error`] that keeps its status and S3 code.
+    pub async fn read(&self, read: Read<'_>) -> Result<Response<Incoming>, Error> {
+        let credentials = self.credentials().await?;
+        let request = self.signed_request(&credentials, read)?;
+        let response = self.client.send(request, &self.name).await?;
+        if response.status().as_u16() >= 400 {
+            return Err(self.client.error(&self.name, response).await);
+        }
+        Ok(response)
+    }
+
+    /// Signs and sends `read`, and streams the store's answer back as the
+    /// client's response: same status, allowlisted headers, body with backpressure.
+    pub async fn fetch(&self, read: Read<'_>) -> Result<Response<Body>, Error> {
+        let upstream = self.read(read).await?;
+        Ok(stream::pass_through(upstream, self.body_idle_timeout()))
+    }
+
+    /// `read` signed in headers with `UNSIGNED-PAYLOAD`, as of now.
+    fn signed_request(
+        &self,
+        credentials: &Credentials,
+        read: Read<'_>,
+    ) -> Result<Request<Empty<bytes::Bytes>>, Error> {
+        let address = &read.address;
+        let signing = SigningRequest {
+            method: read.method.as_str(),
+            host: &address.host,
+            path: &address.path,
+            query: &read.query,
+            region: &self.region,
+            service: "s3",
+            time: SystemTime::now(),
+        };
+        let signed = sigv4::sign_headers(credentials, &signing);
+        let mut headers = HeaderMap::with_capacity(FORWARDED_REQUEST_HEADERS.len() + 5);
+        if let Some(client) = read.client_headers {
+            for name in FORWARDED_REQUEST_HEADERS {
+                if let Some(value) = client.get(&name) {
+                    headers.insert(name, value.clone());
+                }
+            }
+        }
+        headers.insert(header::HOST, header_value(&address.host)?);
+        headers.insert("x-amz-date", header_value(&signed.amz_date)?);
+        headers.insert(
+            "x-amz-content-sha256",
+            HeaderValue::from_static(signed.content_sha256),
+        );
+        if let Some(token) = &signed.security_token {
+            headers.insert("x-amz-security-token", header_value(token)?);
+        }
+        headers.insert(header::AUTHORIZATION, header_value(&signed.authorization)?);
+        let uri = address.url(&canonical::query_string(&read.query));
+        let mut request = Request::builder()
+            .method(read.method)
+            .uri(uri)
+            .body(Empty::new())
+            .map_err(|e| Error::Internal(format!("cannot build the upstream request: {e}")))?;
+        *request.headers_mut() = headers;
+        Ok(request)
+    }
+}
+
+fn header_value(value: &str) -> Result<HeaderValue, Error> {
+    HeaderValue::from_str(value).map_err(|_| Error::Internal("invalid header value".into()))
+}
