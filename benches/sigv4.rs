@@ -3,6 +3,18 @@
 //!
 //! Run with `cargo bench --bench sigv4`. After criterion's measurements, a final
 //! interleaved timing loop prints `ours`, `aws-sigv4` and the ratio for both.
+// Tests fail loudly (unwrapping is how they say what broke), may print
+// timings, cast small test values, and keep their helpers undocumented.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    unreachable_pub,
+    missing_docs
+)]
 
 use std::hint::black_box;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -182,18 +194,18 @@ fn criterion_benches(c: &mut Criterion) {
     check(&s, &aws_presign, &aws_headers);
     let mut g = c.benchmark_group("presign GET, session token");
     g.bench_function("s3gate", |b| {
-        b.iter(|| black_box(ours_presign(black_box(&s))))
+        b.iter(|| black_box(ours_presign(black_box(&s))));
     });
     g.bench_function("aws-sigv4", |b| {
-        b.iter(|| black_box(aws_presign(black_box(&s))))
+        b.iter(|| black_box(aws_presign(black_box(&s))));
     });
     g.finish();
     let mut g = c.benchmark_group("sign headers ListObjectsV2, session token");
     g.bench_function("s3gate", |b| {
-        b.iter(|| black_box(ours_headers(black_box(&s))))
+        b.iter(|| black_box(ours_headers(black_box(&s))));
     });
     g.bench_function("aws-sigv4", |b| {
-        b.iter(|| black_box(aws_headers(black_box(&s))))
+        b.iter(|| black_box(aws_headers(black_box(&s))));
     });
     g.finish();
 }
@@ -211,7 +223,7 @@ fn time_round<R>(f: &mut impl FnMut() -> R) -> f64 {
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
+    v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
 

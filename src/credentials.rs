@@ -423,7 +423,7 @@ impl Sessions {
                 let delay = backoff(h.failures, &self.tuning);
                 h.retry_at = Some(Instant::now() + delay);
                 h.last_failure = Some(failure.clone());
-                tracing::warn!(role = %role.arn, code = %failure.code, message = %failure.message, retry_in_ms = delay.as_millis() as u64, "AssumeRole failed");
+                tracing::warn!(role = %role.arn, code = %failure.code, message = %failure.message, retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), "AssumeRole failed");
                 Err(failure)
             }
         }
@@ -437,9 +437,9 @@ impl Sessions {
             .role_session_name(&role.session_name)
             .set_external_id(role.external_id.clone());
         if let Some(d) = role.duration_s {
-            request = request.duration_seconds(d as i32);
+            request = request.duration_seconds(i32::try_from(d).unwrap_or(i32::MAX));
         }
-        let output = request.send().await.map_err(sts_failure)?;
+        let output = request.send().await.map_err(|e| sts_failure(&e))?;
         let c = output.credentials.ok_or_else(|| StsFailure {
             code: "MissingCredentials".into(),
             message: "AssumeRole answered without credentials".into(),
@@ -478,14 +478,14 @@ fn backoff(failures: u32, tuning: &StsConfig) -> Duration {
         .retry_base_ms
         .saturating_mul(1 << failures.saturating_sub(1).min(20));
     let ceiling = exp.min(tuning.retry_max_ms);
-    let jitter = (uuid::Uuid::new_v4().as_u128() as u64) % (ceiling / 2 + 1);
+    let jitter = uuid::Uuid::new_v4().as_u64_pair().0 % (ceiling / 2 + 1);
     Duration::from_millis(ceiling - jitter)
 }
 
 /// Classifies an AssumeRole failure. STS refusing (the role, its trust policy
 /// or the gateway's identity is wrong) is told apart from STS being unavailable.
-fn sts_failure(error: SdkError<AssumeRoleError, HttpResponse>) -> StsFailure {
-    match &error {
+fn sts_failure(error: &SdkError<AssumeRoleError, HttpResponse>) -> StsFailure {
+    match error {
         SdkError::ServiceError(e) => {
             // Some STS implementations nest <Error> differently; read the body then.
             let body = e.raw().body().bytes().unwrap_or_default();
@@ -531,13 +531,13 @@ fn sts_failure(error: SdkError<AssumeRoleError, HttpResponse>) -> StsFailure {
         SdkError::ConstructionFailure(_) => StsFailure {
             code: "NoGatewayIdentity".into(),
             from_sts: false,
-            message: format!("cannot sign the STS call: {}", crate::error::chain(&error)),
+            message: format!("cannot sign the STS call: {}", crate::error::chain(error)),
             refused: true,
         },
         _ => StsFailure {
             code: "ResponseError".into(),
             from_sts: false,
-            message: crate::error::chain(&error),
+            message: crate::error::chain(error),
             refused: false,
         },
     }

@@ -7,6 +7,9 @@
 use http::StatusCode;
 
 /// A request failure, as the client sees it.
+// Variant fields are named for what they hold and shown by each variant's
+// message; documenting each again would only repeat its name.
+#[allow(missing_docs)]
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// The locator could not be parsed.

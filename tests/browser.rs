@@ -15,6 +15,18 @@
 //!
 //! Needs Chromium, Node.js and `npm ci --prefix tests/browser`, which
 //! scripts/test installs; without them the test fails, it never skips.
+// Tests fail loudly (unwrapping is how they say what broke), may print
+// timings, cast small test values, and keep their helpers undocumented.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    unreachable_pub,
+    missing_docs
+)]
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -222,6 +234,7 @@ fn run_browser(chromium: &Path, demo: &Demo, window_s: u64, artifacts: &Path) ->
         if Instant::now() >= deadline {
             break None;
         }
+        #[allow(clippy::disallowed_methods)] // a bounded exit poll of a child process
         thread::sleep(Duration::from_millis(100));
     };
     drop(guard);

@@ -1,5 +1,17 @@
 //! The `s3gate` binary: `check` exit codes, `presign`, `serve` with a graceful
 //! drain on SIGTERM, and `demo`.
+// Tests fail loudly (unwrapping is how they say what broke), may print
+// timings, cast small test values, and keep their helpers undocumented.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    unreachable_pub,
+    missing_docs
+)]
 
 mod support;
 
@@ -36,6 +48,7 @@ fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
             Instant::now() < deadline,
             "process did not exit within {limit:?}"
         );
+        #[allow(clippy::disallowed_methods)] // a bounded exit poll of a child process
         std::thread::sleep(Duration::from_millis(20));
     }
 }

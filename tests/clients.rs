@@ -4,6 +4,18 @@
 //! SigV4-verifying store. Everything stays on loopback: the clients are always
 //! given the gateway's endpoint, and any AWS endpoint they could fall back to
 //! is a closed loopback port.
+// Tests fail loudly (unwrapping is how they say what broke), may print
+// timings, cast small test values, and keep their helpers undocumented.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    unreachable_pub,
+    missing_docs
+)]
 
 mod support;
 
@@ -360,7 +372,7 @@ async fn boto3_reads_ranges_listings_and_downloads() {
     let mut root_keys: Vec<String> = root_objects
         .iter()
         .filter(|k| !k.contains('/'))
-        .map(|k| k.to_string())
+        .map(ToString::to_string)
         .collect();
     root_keys.sort();
     let root_prefixes: Vec<String> = ["caf\u{e9}/", "dir b/", "many/"].map(String::from).to_vec();

@@ -1,6 +1,18 @@
 //! Streaming delivery: `/v1/object` in proxy and redirect modes, the S3 front's
 //! passthrough semantics (ranges, conditionals, statuses, headers), `/v1/list`
 //! pagination, and bounded memory under a slow reader.
+// Tests fail loudly (unwrapping is how they say what broke), may print
+// timings, cast small test values, and keep their helpers undocumented.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    unreachable_pub,
+    missing_docs
+)]
 
 mod support;
 
@@ -524,7 +536,7 @@ async fn a_slow_reader_keeps_gateway_memory_bounded() {
         match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
             Ok(c) => break c,
             Err(_) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(20)).await
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
             Err(e) => panic!("gateway did not start: {e}"),
         }

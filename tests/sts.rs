@@ -1,6 +1,18 @@
 //! AssumeRole with an external ID against a real STS (moto): session
 //! credentials cached per role, refreshed ahead of expiry, coalesced on a cold
 //! cache, served through an STS outage while valid, and never used expired.
+// Tests fail loudly (unwrapping is how they say what broke), may print
+// timings, cast small test values, and keep their helpers undocumented.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    unreachable_pub,
+    missing_docs
+)]
 
 mod support;
 

@@ -1,6 +1,18 @@
 //! TLS on both sides: the gateway serving HTTPS (rustls, HTTP/2 by ALPN), and
 //! an integration reaching an HTTPS store signed by a private CA (`ca_file`).
 //! Certificates are made with the `openssl` command for each run.
+// Tests fail loudly (unwrapping is how they say what broke), may print
+// timings, cast small test values, and keep their helpers undocumented.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    unreachable_pub,
+    missing_docs
+)]
 
 mod support;
 

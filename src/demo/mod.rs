@@ -39,13 +39,11 @@ pub struct DemoArgs {
 
 /// Sample objects: key → bytes.
 pub fn samples() -> Vec<(String, Vec<u8>)> {
+    // A channel ramping from 0 to `top` (at most 255) across `span`.
+    let ramp = |at: u32, top: u32, span: u32| u8::try_from(at * top / span).unwrap_or(u8::MAX);
     let gradient = |r: u32, g: u32, b: u32| {
         png::encode(160, 120, move |x, y| {
-            [
-                (x * r / 160) as u8,
-                (y * g / 120) as u8,
-                ((x + y) * b / 280) as u8,
-            ]
+            [ramp(x, r, 160), ramp(y, g, 120), ramp(x + y, b, 280)]
         })
     };
     let checker = png::encode(160, 120, |x, y| {
@@ -73,7 +71,9 @@ pub fn seed(root: &Path) -> std::io::Result<()> {
     for (key, bytes) in samples() {
         for bucket in [BUCKET, STREAM_BUCKET] {
             let path = root.join(bucket).join(&key);
-            std::fs::create_dir_all(path.parent().expect("keys have a parent"))?;
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
             std::fs::write(path, &bytes)?;
         }
     }
@@ -100,7 +100,7 @@ pub async fn run(args: DemoArgs) -> Result<(), String> {
         uuid::Uuid::new_v4().simple(),
         uuid::Uuid::new_v4().simple()
     );
-    let store_listener = bind("127.0.0.1:0".parse().expect("literal address")).await?;
+    let store_listener = bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
     let store = EmbeddedStore::start(
         store_listener,
         &store_root,

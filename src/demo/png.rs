@@ -1,7 +1,11 @@
 //! A minimal PNG encoder (RGB, stored deflate blocks) for the demo's sample images.
+//!
+//! Lengths are cast to the widths PNG and deflate fields hold: the demo's
+//! images are 160 × 120, and stored blocks are cut at 65,535 bytes.
+#![allow(clippy::cast_possible_truncation)]
 
 /// Encodes `width × height` RGB pixels from `pixel(x, y)` as a PNG file.
-pub fn encode(width: u32, height: u32, pixel: impl Fn(u32, u32) -> [u8; 3]) -> Vec<u8> {
+pub(crate) fn encode(width: u32, height: u32, pixel: impl Fn(u32, u32) -> [u8; 3]) -> Vec<u8> {
     let mut raw = Vec::with_capacity(((width * 3 + 1) * height) as usize);
     for y in 0..height {
         raw.push(0); // filter: none

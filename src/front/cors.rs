@@ -144,7 +144,7 @@ mod tests {
     use super::*;
 
     fn origins(list: &[&str]) -> Origins {
-        Origins::parse(&list.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+        Origins::parse(&list.iter().map(ToString::to_string).collect::<Vec<_>>()).unwrap()
     }
 
     #[test]

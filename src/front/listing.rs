@@ -139,7 +139,7 @@ pub fn parse(xml: &[u8]) -> Result<Page, String> {
                     [_, b"Contents"] => page.objects.push(std::mem::take(&mut object)),
                     [_, b"Contents", b"Key"] => object.key = value,
                     [_, b"Contents", b"Size"] => {
-                        object.size = value.parse().map_err(|_| "bad Size")?
+                        object.size = value.parse().map_err(|_| "bad Size")?;
                     }
                     [_, b"Contents", b"ETag"] => object.etag = value,
                     [_, b"Contents", b"LastModified"] => object.last_modified = value,

@@ -48,16 +48,30 @@ fn is_ignored(name: &str) -> bool {
 pub enum Operation {
     /// GetObject or HeadObject.
     Object {
+        /// The bucket.
         bucket: String,
+        /// The object key.
         key: String,
+        /// Its `versionId` and `response-*` parameters.
         query: Query,
     },
     /// ListObjectsV2 (or V1 without `list-type`).
-    List { bucket: String, query: Query },
+    List {
+        /// The bucket.
+        bucket: String,
+        /// The listing's parameters.
+        query: Query,
+    },
     /// HeadBucket.
-    HeadBucket { bucket: String },
+    HeadBucket {
+        /// The bucket.
+        bucket: String,
+    },
     /// GetBucketLocation, answered locally.
-    Location { bucket: String },
+    Location {
+        /// The bucket.
+        bucket: String,
+    },
 }
 
 impl Operation {
@@ -211,6 +225,7 @@ fn location(region: &str) -> Response<Body> {
 mod tests {
     use super::*;
 
+    #[allow(clippy::needless_pass_by_value)] // call sites read better with owned methods
     fn parse(method: Method, path: &str, query: Option<&str>) -> Result<Operation, Error> {
         Operation::parse(&method, path, query)
     }

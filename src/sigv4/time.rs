@@ -3,6 +3,11 @@
 //! Times before the Unix epoch are clamped to the epoch and times after
 //! 9999-12-31T23:59:59Z to that instant, so every format has fixed width.
 
+// Civil-date arithmetic yields years, months and days in range, and the
+// timestamp buffers hold only ASCII digits and separators: the casts and
+// `expect`s below state invariants, pinned by this module's tests.
+#![allow(clippy::expect_used, clippy::cast_possible_truncation)]
+
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Seconds from the epoch to 9999-12-31T23:59:59Z, the last instant with a 4-digit year.

@@ -85,11 +85,11 @@ pub struct Address {
 }
 
 impl Address {
-    fn new(scheme: &'static str, host: String, raw_path: String) -> Self {
+    fn new(scheme: &'static str, host: String, raw_path: &str) -> Self {
         Self {
             scheme,
             host,
-            path: encode_path(&raw_path),
+            path: encode_path(raw_path),
         }
     }
 
@@ -151,16 +151,16 @@ impl Endpoint {
             }
         };
         let virtual_hosted = match &self.kind {
-            Kind::AccessPoint { .. } => return Address::new(scheme, base_host, format!("/{key}")),
+            Kind::AccessPoint { .. } => return Address::new(scheme, base_host, &format!("/{key}")),
             Kind::Aws { .. } => !self.path_style && !bucket.contains('.'),
             Kind::Custom { .. } => !self.path_style,
         };
         if virtual_hosted {
-            Address::new(scheme, format!("{bucket}.{base_host}"), format!("/{key}"))
+            Address::new(scheme, format!("{bucket}.{base_host}"), &format!("/{key}"))
         } else if key.is_empty() {
-            Address::new(scheme, base_host, format!("/{bucket}"))
+            Address::new(scheme, base_host, &format!("/{bucket}"))
         } else {
-            Address::new(scheme, base_host, format!("/{bucket}/{key}"))
+            Address::new(scheme, base_host, &format!("/{bucket}/{key}"))
         }
     }
 }

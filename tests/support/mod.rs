@@ -1,6 +1,18 @@
 //! Test support: real servers on loopback (the embedded s3s store, an in-memory
 //! s3s backend for keys a file system cannot hold, the gateway itself) and an
 //! HTTP client.
+// Tests fail loudly (unwrapping is how they say what broke), may print
+// timings, cast small test values, and keep their helpers undocumented.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    unreachable_pub,
+    missing_docs
+)]
 #![allow(dead_code)]
 
 pub mod memstore;
@@ -28,11 +40,16 @@ pub const SECRET_ENV: &str = "S3GATE_TEST_SECRET";
 /// endpoint pointed at a closed loopback port, the test secret available.
 pub fn init() {
     static ONCE: Once = Once::new();
+    // The one place tests change the environment: once, before any test
+    // thread reads it.
+    #[allow(clippy::disallowed_methods)]
     ONCE.call_once(|| {
         // SAFETY-free on edition 2021; done once, before any test thread reads them.
         std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
         std::env::set_var("AWS_ENDPOINT_URL", "http://127.0.0.1:9");
         std::env::set_var(SECRET_ENV, SECRET_KEY);
+        // config.example.toml reads its MinIO secret from here.
+        std::env::set_var("MINIO_SECRET_KEY", "example-secret");
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_env("S3GATE_TEST_LOG"))
             .with_test_writer()

@@ -98,6 +98,7 @@ fn wait_ready(url: &str, child: &mut Child) -> bool {
         if ok {
             return true;
         }
+        #[allow(clippy::disallowed_methods)] // readiness poll, before any runtime work
         std::thread::sleep(Duration::from_millis(100));
     }
     false
