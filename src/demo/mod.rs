@@ -87,27 +87,7 @@ pub async fn run(args: DemoArgs) -> Result<(), String> {
         .clone()
         .unwrap_or_else(|| std::env::temp_dir().join("s3gate-demo"));
     let store_root = dir.join("store");
-    std::fs::create_dir_all(&store_root)
-        .map_err(|e| format!("cannot create {}: {e}", store_root.display()))?;
-    seed(&store_root).map_err(|e| format!("cannot seed {}: {e}", store_root.display()))?;
-
-    let access_key = format!(
-        "DEMO{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..16].to_uppercase()
-    );
-    let secret = format!(
-        "{}{}",
-        uuid::Uuid::new_v4().simple(),
-        uuid::Uuid::new_v4().simple()
-    );
-    let store_listener = bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
-    let store = EmbeddedStore::start(
-        store_listener,
-        &store_root,
-        SimpleAuth::from_single(access_key.clone(), secret.clone()),
-        None,
-    )
-    .map_err(|e| format!("cannot start the store: {e}"))?;
+    let (store, access_key, secret) = start_store(&store_root).await?;
 
     let listener = bind(args.listen).await?;
     let listen = listener.local_addr().map_err(|e| e.to_string())?;
@@ -151,6 +131,26 @@ pub async fn run(args: DemoArgs) -> Result<(), String> {
     server::serve(listener, app, None, server::shutdown_signal(), grace)
         .await
         .map_err(|e| e.to_string())
+}
+
+/// Seeds the store's folder and starts the store on it, with fresh keys.
+async fn start_store(root: &Path) -> Result<(EmbeddedStore, String, String), String> {
+    std::fs::create_dir_all(root).map_err(|e| format!("cannot create {}: {e}", root.display()))?;
+    seed(root).map_err(|e| format!("cannot seed {}: {e}", root.display()))?;
+    let access_key = format!(
+        "DEMO{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..16].to_uppercase()
+    );
+    let secret = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+    let auth = SimpleAuth::from_single(access_key.clone(), secret.clone());
+    let store = EmbeddedStore::start(listener, root, auth, None)
+        .map_err(|e| format!("cannot start the store: {e}"))?;
+    Ok((store, access_key, secret))
 }
 
 async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, String> {
