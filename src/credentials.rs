@@ -15,8 +15,10 @@
 //! then, requests that have no valid session fail fast with the last error.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_sts::config::http::HttpResponse;
@@ -38,23 +40,57 @@ pub enum CredentialSource {
     Role(Arc<Role>),
 }
 
-/// One role to assume: what is sent to STS, and the client that sends it.
+/// One role to assume: what is sent to STS.
+#[derive(Debug)]
 pub struct Role {
     id: RoleId,
     arn: String,
     external_id: Option<String>,
     session_name: String,
     duration_s: Option<u64>,
-    client: aws_sdk_sts::Client,
 }
 
-impl std::fmt::Debug for Role {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Role")
-            .field("arn", &self.arn)
-            .field("external_id", &self.external_id)
-            .finish()
+/// Where the session cache reads the time: the system clock in production,
+/// a clock the tests move (the shape of aws-credential-types' `TimeSource`).
+pub trait Clock: Send + Sync {
+    /// The current time.
+    fn now(&self) -> SystemTime;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> SystemTime {
+        SystemTime::now()
     }
+}
+
+/// A boxed future of one AssumeRole call.
+pub type AssumeFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Credentials, StsFailure>> + Send + 'a>>;
+
+/// The one call that fetches a session for a role.
+pub trait AssumeRole: Send + Sync {
+    /// Assumes `role`.
+    fn assume<'a>(&'a self, role: &'a Role) -> AssumeFuture<'a>;
+}
+
+/// A jitter source: a value in `[0, n]` for `n`.
+pub type Jitter = Arc<dyn Fn(u64) -> u64 + Send + Sync>;
+
+/// Production jitter: std's randomly keyed hasher over a counter.
+fn random_jitter() -> Jitter {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let state = std::collections::hash_map::RandomState::new();
+    let counter = AtomicU64::new(0);
+    Arc::new(move |n| {
+        let mut hasher = state.build_hasher();
+        hasher.write_u64(counter.fetch_add(1, Ordering::Relaxed));
+        hasher.finish() % n.saturating_add(1)
+    })
 }
 
 /// Index of a distinct role in [`Sessions`].
@@ -72,11 +108,12 @@ struct RoleKey {
     caller_access_key: Option<String>,
 }
 
-/// A cached session and when to start refreshing it.
+/// A cached session, when to start refreshing it, and when it stops being served.
 #[derive(Debug)]
 struct Session {
     credentials: Arc<Credentials>,
     refresh_at: SystemTime,
+    usable_until: SystemTime,
 }
 
 /// Why AssumeRole failed (never a secret).
@@ -133,7 +170,7 @@ fn sts_hint(code: &str) -> &'static str {
 struct Health {
     refreshing: bool,
     failures: u32,
-    retry_at: Option<Instant>,
+    retry_at: Option<SystemTime>,
     last_failure: Option<StsFailure>,
     expires_at: Option<SystemTime>,
 }
@@ -145,6 +182,9 @@ pub struct Sessions {
     health: Mutex<HashMap<RoleId, Health>>,
     tuning: StsConfig,
     metrics: Metrics,
+    clock: Arc<dyn Clock>,
+    sts: Arc<dyn AssumeRole>,
+    jitter: Jitter,
 }
 
 impl std::fmt::Debug for Sessions {
@@ -155,45 +195,6 @@ impl std::fmt::Debug for Sessions {
     }
 }
 
-/// Expires cached sessions `expiry_margin_s` before the credentials do.
-struct SessionExpiry {
-    margin: Duration,
-}
-
-impl moka::Expiry<RoleId, Arc<Session>> for SessionExpiry {
-    fn expire_after_create(
-        &self,
-        _: &RoleId,
-        session: &Arc<Session>,
-        _: Instant,
-    ) -> Option<Duration> {
-        Some(self.usable_for(session))
-    }
-
-    fn expire_after_update(
-        &self,
-        _: &RoleId,
-        session: &Arc<Session>,
-        _: Instant,
-        _: Option<Duration>,
-    ) -> Option<Duration> {
-        Some(self.usable_for(session))
-    }
-}
-
-impl SessionExpiry {
-    fn usable_for(&self, session: &Session) -> Duration {
-        let expiry = session
-            .credentials
-            .expires_at()
-            .unwrap_or(SystemTime::UNIX_EPOCH);
-        expiry
-            .duration_since(SystemTime::now())
-            .unwrap_or_default()
-            .saturating_sub(self.margin)
-    }
-}
-
 /// Builds the credential sources of every integration.
 pub struct SourcesBuilder {
     tuning: StsConfig,
@@ -201,6 +202,7 @@ pub struct SourcesBuilder {
     http: aws_sdk_sts::config::SharedHttpClient,
     keys: HashMap<RoleKey, RoleId>,
     roles: Vec<Arc<Role>>,
+    clients: Vec<aws_sdk_sts::Client>,
 }
 
 impl SourcesBuilder {
@@ -218,6 +220,7 @@ impl SourcesBuilder {
             http,
             keys: HashMap::new(),
             roles: Vec::new(),
+            clients: Vec::new(),
         }
     }
 
@@ -258,8 +261,8 @@ impl SourcesBuilder {
             external_id: key.external_id.clone(),
             session_name: key.session_name.clone(),
             duration_s: key.duration_s,
-            client,
         });
+        self.clients.push(client);
         self.keys.insert(key, id);
         self.roles.push(role.clone());
         CredentialSource::Role(role)
@@ -291,27 +294,67 @@ impl SourcesBuilder {
         aws_sdk_sts::Client::new(&loader.load().await)
     }
 
-    /// The shared session cache.
+    /// The shared session cache, calling STS with the SDK clients built.
     pub fn finish(self, metrics: Metrics) -> Arc<Sessions> {
-        let cache = Cache::builder()
-            .max_capacity(self.roles.len().max(1) as u64)
-            // One second more than the signing margin: a session the cache
-            // returns always leaves at least a second to sign with.
-            .expire_after(SessionExpiry {
-                margin: Duration::from_secs(self.tuning.expiry_margin_s + 1),
-            })
-            .build();
-        Arc::new(Sessions {
-            roles: self.roles,
-            cache,
-            health: Mutex::new(HashMap::new()),
-            tuning: self.tuning,
+        let sts = Arc::new(SdkSts {
+            clients: self.clients,
+        });
+        Sessions::new(
+            self.roles,
+            self.tuning,
             metrics,
+            Arc::new(SystemClock),
+            sts,
+            random_jitter(),
+        )
+    }
+}
+
+/// AssumeRole through the AWS SDK, one client per role.
+struct SdkSts {
+    clients: Vec<aws_sdk_sts::Client>,
+}
+
+impl AssumeRole for SdkSts {
+    fn assume<'a>(&'a self, role: &'a Role) -> AssumeFuture<'a> {
+        Box::pin(async move {
+            let client = self.clients.get(role.id).ok_or_else(|| StsFailure {
+                code: "NoClient".into(),
+                message: format!("no STS client for role {}", role.arn),
+                from_sts: false,
+                refused: false,
+            })?;
+            call_sts(client, role).await
         })
     }
 }
 
 impl Sessions {
+    /// The cache of `roles`' sessions, timed by `clock`, fetched with `sts`,
+    /// retries jittered by `jitter`.
+    pub fn new(
+        roles: Vec<Arc<Role>>,
+        tuning: StsConfig,
+        metrics: Metrics,
+        clock: Arc<dyn Clock>,
+        sts: Arc<dyn AssumeRole>,
+        jitter: Jitter,
+    ) -> Arc<Self> {
+        let cache = Cache::builder()
+            .max_capacity(roles.len().max(1) as u64)
+            .build();
+        Arc::new(Sessions {
+            roles,
+            cache,
+            health: Mutex::new(HashMap::new()),
+            tuning,
+            metrics,
+            clock,
+            sts,
+            jitter,
+        })
+    }
+
     /// Current credentials of `role`, for `integration`; never expired ones.
     pub async fn get(
         self: &Arc<Self>,
@@ -319,11 +362,15 @@ impl Sessions {
         integration: &str,
     ) -> Result<Arc<Credentials>, Error> {
         if let Some(session) = self.cache.get(&role.id).await {
-            self.metrics.credential_hits.inc();
-            if SystemTime::now() >= session.refresh_at {
-                self.refresh_in_background(role);
+            let now = self.clock.now();
+            if now < session.usable_until {
+                self.metrics.credential_hits.inc();
+                if now >= session.refresh_at {
+                    self.refresh_in_background(role);
+                }
+                return Ok(session.credentials.clone());
             }
-            return Ok(session.credentials.clone());
+            self.cache.invalidate(&role.id).await;
         }
         self.metrics.credential_misses.inc();
         if let Some(failure) = self.backing_off(role.id) {
@@ -346,7 +393,7 @@ impl Sessions {
         let expiry = health.get(&role.id)?.expires_at?;
         Some(
             expiry
-                .duration_since(SystemTime::now())
+                .duration_since(self.clock.now())
                 .unwrap_or_default()
                 .as_secs_f64(),
         )
@@ -362,7 +409,7 @@ impl Sessions {
         let health = self.health.lock().unwrap_or_else(PoisonError::into_inner);
         let h = health.get(&id)?;
         match h.retry_at {
-            Some(at) if Instant::now() < at => h.last_failure.clone(),
+            Some(at) if self.clock.now() < at => h.last_failure.clone(),
             _ => None,
         }
     }
@@ -371,7 +418,7 @@ impl Sessions {
         {
             let mut health = self.health.lock().unwrap_or_else(PoisonError::into_inner);
             let h = health.entry(role.id).or_default();
-            if h.refreshing || h.retry_at.is_some_and(|at| Instant::now() < at) {
+            if h.refreshing || h.retry_at.is_some_and(|at| self.clock.now() < at) {
                 return;
             }
             h.refreshing = true;
@@ -390,8 +437,8 @@ impl Sessions {
     /// One AssumeRole call; records its outcome for the backoff.
     async fn assume(&self, role: &Role) -> Result<Arc<Session>, StsFailure> {
         self.metrics.sts_calls.with_label_values(&[&role.arn]).inc();
-        let started = SystemTime::now();
-        let result = self.call_sts(role).await;
+        let started = self.clock.now();
+        let result = self.sts.assume(role).await;
         let mut health = self.health.lock().unwrap_or_else(PoisonError::into_inner);
         let h = health.entry(role.id).or_default();
         match result {
@@ -409,9 +456,13 @@ impl Sessions {
                 h.retry_at = None;
                 h.last_failure = None;
                 h.expires_at = Some(expiry);
+                // One second more than the signing margin: a session the cache
+                // serves always leaves at least a second to sign with.
+                let unusable = Duration::from_secs(self.tuning.expiry_margin_s + 1);
                 Ok(Arc::new(Session {
                     credentials: Arc::new(credentials),
                     refresh_at: expiry - margin,
+                    usable_until: expiry.checked_sub(unusable).unwrap_or(started),
                 }))
             }
             Err(failure) => {
@@ -420,45 +471,45 @@ impl Sessions {
                     .with_label_values(&[&role.arn, &failure.code])
                     .inc();
                 h.failures += 1;
-                let delay = backoff(h.failures, &self.tuning);
-                h.retry_at = Some(Instant::now() + delay);
+                let delay = backoff(h.failures, &self.tuning, &self.jitter);
+                h.retry_at = Some(self.clock.now() + delay);
                 h.last_failure = Some(failure.clone());
                 tracing::warn!(role = %role.arn, code = %failure.code, message = %failure.message, retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), "AssumeRole failed");
                 Err(failure)
             }
         }
     }
+}
 
-    async fn call_sts(&self, role: &Role) -> Result<Credentials, StsFailure> {
-        let mut request = role
-            .client
-            .assume_role()
-            .role_arn(&role.arn)
-            .role_session_name(&role.session_name)
-            .set_external_id(role.external_id.clone());
-        if let Some(d) = role.duration_s {
-            request = request.duration_seconds(i32::try_from(d).unwrap_or(i32::MAX));
-        }
-        let output = request.send().await.map_err(|e| sts_failure(&e))?;
-        let c = output.credentials.ok_or_else(|| StsFailure {
-            code: "MissingCredentials".into(),
-            message: "AssumeRole answered without credentials".into(),
-            from_sts: false,
-            refused: false,
-        })?;
-        let expiry = SystemTime::try_from(c.expiration).map_err(|e| StsFailure {
-            code: "InvalidExpiration".into(),
-            message: e.to_string(),
-            from_sts: false,
-            refused: false,
-        })?;
-        Ok(Credentials::new(
-            c.access_key_id,
-            c.secret_access_key,
-            Some(c.session_token),
-            Some(expiry),
-        ))
+/// One AssumeRole call through the SDK.
+async fn call_sts(client: &aws_sdk_sts::Client, role: &Role) -> Result<Credentials, StsFailure> {
+    let mut request = client
+        .assume_role()
+        .role_arn(&role.arn)
+        .role_session_name(&role.session_name)
+        .set_external_id(role.external_id.clone());
+    if let Some(d) = role.duration_s {
+        request = request.duration_seconds(i32::try_from(d).unwrap_or(i32::MAX));
     }
+    let output = request.send().await.map_err(|e| sts_failure(&e))?;
+    let c = output.credentials.ok_or_else(|| StsFailure {
+        code: "MissingCredentials".into(),
+        message: "AssumeRole answered without credentials".into(),
+        from_sts: false,
+        refused: false,
+    })?;
+    let expiry = SystemTime::try_from(c.expiration).map_err(|e| StsFailure {
+        code: "InvalidExpiration".into(),
+        message: e.to_string(),
+        from_sts: false,
+        refused: false,
+    })?;
+    Ok(Credentials::new(
+        c.access_key_id,
+        c.secret_access_key,
+        Some(c.session_token),
+        Some(expiry),
+    ))
 }
 
 /// The keys as a credentials provider for the STS client.
@@ -473,13 +524,12 @@ fn sdk_provider(keys: &Keys, source: &'static str) -> SharedCredentialsProvider 
 }
 
 /// Full-jitter exponential backoff: uniform in [base·2ⁿ⁻¹ / 2, base·2ⁿ⁻¹], capped.
-fn backoff(failures: u32, tuning: &StsConfig) -> Duration {
+fn backoff(failures: u32, tuning: &StsConfig, jitter: &Jitter) -> Duration {
     let exp = tuning
         .retry_base_ms
         .saturating_mul(1 << failures.saturating_sub(1).min(20));
     let ceiling = exp.min(tuning.retry_max_ms);
-    let jitter = uuid::Uuid::new_v4().as_u64_pair().0 % (ceiling / 2 + 1);
-    Duration::from_millis(ceiling - jitter)
+    Duration::from_millis(ceiling - jitter(ceiling / 2).min(ceiling / 2))
 }
 
 /// Classifies an AssumeRole failure. STS refusing (the role, its trust policy
@@ -554,5 +604,300 @@ impl CredentialSource {
             CredentialSource::Static(creds) => Ok(creds.clone()),
             CredentialSource::Role(role) => sessions.get(role, integration).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The session cache's rules, on a clock the tests move and an STS that
+    //! counts its calls: each test runs in milliseconds.
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+    use super::*;
+
+    /// A clock that moves only when told.
+    struct ManualClock(Mutex<SystemTime>);
+
+    impl ManualClock {
+        fn advance(&self, by: Duration) {
+            *self.0.lock().unwrap() += by;
+        }
+    }
+
+    impl Clock for ManualClock {
+        fn now(&self) -> SystemTime {
+            *self.0.lock().unwrap()
+        }
+    }
+
+    /// An STS that issues `lifetime` sessions while up, and counts calls.
+    struct FakeSts {
+        clock: Arc<ManualClock>,
+        lifetime: Duration,
+        up: AtomicBool,
+        calls: AtomicU32,
+        /// Held by a test to keep STS from answering.
+        gate: tokio::sync::Semaphore,
+    }
+
+    impl AssumeRole for FakeSts {
+        fn assume<'a>(&'a self, role: &'a Role) -> AssumeFuture<'a> {
+            Box::pin(async move {
+                let _permit = self.gate.acquire().await;
+                let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+                if !self.up.load(Ordering::SeqCst) {
+                    return Err(StsFailure {
+                        code: "DispatchFailure".into(),
+                        message: "STS is down".into(),
+                        from_sts: false,
+                        refused: false,
+                    });
+                }
+                let expiry = self.clock.now() + self.lifetime;
+                let key = format!("ASIA{}R{n}", role.id);
+                Ok(Credentials::new(
+                    key,
+                    "secret",
+                    Some("token".into()),
+                    Some(expiry),
+                ))
+            })
+        }
+    }
+
+    struct World {
+        clock: Arc<ManualClock>,
+        sts: Arc<FakeSts>,
+        sessions: Arc<Sessions>,
+        roles: Vec<Arc<Role>>,
+    }
+
+    fn tuning(refresh_margin_s: u64, ratio: f64, expiry_margin_s: u64) -> StsConfig {
+        StsConfig {
+            refresh_margin_s,
+            refresh_margin_ratio: ratio,
+            expiry_margin_s,
+            retry_base_ms: 1000,
+            retry_max_ms: 8000,
+            timeout_s: 10,
+        }
+    }
+
+    /// Sessions of `lifetime_s` for `roles` roles, jitter fixed at 0.
+    fn world(tuning: StsConfig, lifetime_s: u64, roles: usize) -> World {
+        let clock = Arc::new(ManualClock(Mutex::new(
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+        )));
+        let sts = Arc::new(FakeSts {
+            clock: clock.clone(),
+            lifetime: Duration::from_secs(lifetime_s),
+            up: AtomicBool::new(true),
+            calls: AtomicU32::new(0),
+            gate: tokio::sync::Semaphore::new(1),
+        });
+        let roles: Vec<Arc<Role>> = (0..roles)
+            .map(|id| {
+                Arc::new(Role {
+                    id,
+                    arn: format!("arn:aws:iam::123456789012:role/r{id}"),
+                    external_id: Some("ext".into()),
+                    session_name: "s3gate".into(),
+                    duration_s: None,
+                })
+            })
+            .collect();
+        let sessions = Sessions::new(
+            roles.clone(),
+            tuning,
+            Metrics::new(),
+            clock.clone(),
+            sts.clone(),
+            Arc::new(|_| 0),
+        );
+        World {
+            clock,
+            sts,
+            sessions,
+            roles,
+        }
+    }
+
+    impl World {
+        async fn get(&self, role: usize) -> Result<Arc<Credentials>, Error> {
+            self.sessions.get(&self.roles[role], "i").await
+        }
+
+        fn calls(&self) -> u32 {
+            self.sts.calls.load(Ordering::SeqCst)
+        }
+
+        /// Waits (bounded) until STS has been called `n` times and the
+        /// refresh has finished.
+        async fn settle(&self, n: u32) {
+            for _ in 0..1000 {
+                let refreshing = {
+                    let health = self.sessions.health.lock().unwrap();
+                    health.values().any(|h| h.refreshing)
+                };
+                if self.calls() >= n && !refreshing {
+                    return;
+                }
+                tokio::task::yield_now().await;
+            }
+            panic!("STS was called {} times, expected {n}", self.calls());
+        }
+
+        /// Moves the clock to `before` seconds before the first session expires.
+        fn to_before_expiry(&self, lifetime_s: u64, before: u64) {
+            self.clock.advance(Duration::from_secs(lifetime_s - before));
+        }
+    }
+
+    /// Asserts that a session of `lifetime_s` under `tuning` is refreshed
+    /// exactly `ahead_s` seconds before it expires.
+    async fn refreshes_ahead_by(tuning: StsConfig, lifetime_s: u64, ahead_s: u64) {
+        let w = world(tuning, lifetime_s, 1);
+        let first = w.get(0).await.unwrap();
+        w.to_before_expiry(lifetime_s, ahead_s + 1);
+        assert!(Arc::ptr_eq(&w.get(0).await.unwrap(), &first));
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(w.calls(), 1, "refreshed before {ahead_s} s ahead of expiry");
+        w.clock.advance(Duration::from_secs(1));
+        let served = w.get(0).await.unwrap();
+        assert!(
+            Arc::ptr_eq(&served, &first),
+            "the old session keeps serving"
+        );
+        w.settle(2).await;
+        let refreshed = w.get(0).await.unwrap();
+        assert_ne!(refreshed.access_key_id(), first.access_key_id());
+        assert_eq!(w.calls(), 2);
+    }
+
+    #[tokio::test]
+    async fn refresh_ahead_by_ratio_of_the_lifetime() {
+        // 20 % of 1,000 s is sooner than the 300 s margin.
+        refreshes_ahead_by(tuning(300, 0.2, 30), 1000, 200).await;
+    }
+
+    #[tokio::test]
+    async fn refresh_ahead_by_absolute_margin() {
+        // 100 s is sooner than half of 1,000 s.
+        refreshes_ahead_by(tuning(100, 0.5, 30), 1000, 100).await;
+    }
+
+    #[tokio::test]
+    async fn refresh_never_later_than_the_expiry_margin_plus_two_seconds() {
+        refreshes_ahead_by(tuning(1, 0.001, 30), 1000, 32).await;
+    }
+
+    #[tokio::test]
+    async fn backoff_doubles_and_is_capped() {
+        let t = tuning(300, 0.2, 30);
+        let none: Jitter = Arc::new(|_| 0);
+        let delays: Vec<u64> = (1..=6)
+            .map(|n| u64::try_from(backoff(n, &t, &none).as_millis()).unwrap())
+            .collect();
+        assert_eq!(delays, [1000, 2000, 4000, 8000, 8000, 8000]);
+        // Full jitter stays in the upper half, even if the source overshoots.
+        let most: Jitter = Arc::new(|n| n + 7);
+        assert_eq!(backoff(3, &t, &most).as_millis(), 2000);
+    }
+
+    #[tokio::test]
+    async fn an_outage_is_served_through_until_expiry_then_fails_fast() {
+        let lifetime = 1000;
+        let w = world(tuning(300, 0.2, 30), lifetime, 1);
+        let first = w.get(0).await.unwrap();
+        w.sts.up.store(false, Ordering::SeqCst);
+        // Refresh fails; the session still serves until its last 31 s.
+        w.to_before_expiry(lifetime, 100);
+        assert!(Arc::ptr_eq(&w.get(0).await.unwrap(), &first));
+        w.settle(2).await;
+        w.clock.advance(Duration::from_secs(68)); // 32 s left
+        assert!(Arc::ptr_eq(&w.get(0).await.unwrap(), &first));
+        w.settle(3).await;
+        // 31 s left: no longer served; STS's last error is reported.
+        w.clock.advance(Duration::from_secs(1));
+        let calls = w.calls();
+        let error = w.get(0).await.unwrap_err();
+        assert_eq!(error.code(), "CredentialsUnavailable", "{error}");
+        assert!(error.to_string().contains("DispatchFailure"), "{error}");
+        // Until the retry is due, requests fail fast without calling STS.
+        let calls_after_failure = w.calls();
+        assert!(calls_after_failure <= calls + 1);
+        assert!(w.get(0).await.is_err());
+        assert_eq!(w.calls(), calls_after_failure, "failed fast");
+        // STS is back and the retry is due: served again.
+        w.sts.up.store(true, Ordering::SeqCst);
+        w.clock.advance(Duration::from_secs(9));
+        let recovered = w.get(0).await.unwrap();
+        assert!(!Arc::ptr_eq(&recovered, &first));
+    }
+
+    #[tokio::test]
+    async fn a_thousand_cold_requests_make_one_call() {
+        let w = Arc::new(world(tuning(300, 0.2, 30), 1000, 1));
+        let held = w.sts.gate.acquire().await;
+        let tasks: Vec<_> = (0..1000)
+            .map(|_| {
+                let w = w.clone();
+                tokio::spawn(async move { w.get(0).await.map(|c| c.access_key_id().to_owned()) })
+            })
+            .collect();
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        drop(held);
+        for task in tasks {
+            assert_eq!(task.await.unwrap().unwrap(), "ASIA0R1");
+        }
+        assert_eq!(w.calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn roles_have_their_own_sessions() {
+        let w = world(tuning(300, 0.2, 30), 1000, 2);
+        let a = w.get(0).await.unwrap();
+        let b = w.get(1).await.unwrap();
+        assert_ne!(a.access_key_id(), b.access_key_id());
+        assert_eq!(w.calls(), 2);
+        assert!(Arc::ptr_eq(&w.get(0).await.unwrap(), &a));
+        assert_eq!(w.calls(), 2);
+    }
+
+    #[tokio::test]
+    async fn role_keys_share_only_identical_roles() {
+        let tuning = StsConfig::default();
+        let mut builder = SourcesBuilder::new(None, &tuning);
+        let role = |arn: &str, ext: &str, endpoint: Option<&str>| {
+            CredentialsConfig::Role(crate::config::RoleConfig {
+                arn: arn.into(),
+                external_id: Some(ext.into()),
+                session_name: "s3gate".into(),
+                duration_s: None,
+                sts_endpoint: endpoint.map(str::to_owned),
+                sts_region: "us-east-1".into(),
+                caller: None,
+            })
+        };
+        let arn = "arn:aws:iam::123456789012:role/r";
+        let other = "arn:aws:iam::123456789012:role/s";
+        let mut ids = Vec::new();
+        for config in [
+            role(arn, "e1", None),
+            role(arn, "e1", None),
+            role(arn, "e2", None),
+            role(other, "e1", None),
+            role(arn, "e1", Some("http://127.0.0.1:9")),
+        ] {
+            match builder.source(&config).await {
+                CredentialSource::Role(r) => ids.push(r.id),
+                CredentialSource::Static(_) => panic!("a role"),
+            }
+        }
+        assert_eq!(ids, [0, 0, 1, 2, 3]);
     }
 }

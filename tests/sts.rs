@@ -220,19 +220,10 @@ async fn short_sessions_are_refreshed_before_they_expire() {
     .await;
 }
 
-#[tokio::test]
-async fn a_refresh_margin_inside_the_expiry_margin_still_refreshes_ahead() {
-    // Asked to refresh 1 s before expiry, when the cache already lets a
-    // session go 2 s before: the refresh comes early enough anyway.
-    serve_across_session_boundaries(
-        "refresh_margin_s = 1\nexpiry_margin_s = 1\nretry_base_ms = 50\nretry_max_ms = 200",
-    )
-    .await;
-}
-
 /// Requests presigned URLs through 8 s role sessions (with `sts` tuning)
-/// across two session boundaries: every request succeeds, each session is
-/// fetched once, and only the very first request waits for STS.
+/// across a session boundary: every request succeeds, each session is
+/// fetched once, and only the very first request waits for STS. The timing
+/// rules themselves are unit tests of the session cache (src/credentials.rs).
 async fn serve_across_session_boundaries(sts: &str) {
     let world = World::start().await;
     let config = world.config(
@@ -244,8 +235,8 @@ async fn serve_across_session_boundaries(sts: &str) {
     let deadline = Instant::now() + Duration::from_secs(40);
     let mut served = 0;
     let mut keys = std::collections::HashSet::new();
-    // Keep requesting across at least two session boundaries; every request must succeed.
-    while keys.len() < 3 {
+    // Keep requesting across a session boundary; every request must succeed.
+    while keys.len() < 2 {
         assert!(
             Instant::now() < deadline,
             "sessions were not refreshed: {} keys in {served} requests",
@@ -278,7 +269,7 @@ async fn serve_across_session_boundaries(sts: &str) {
     // Refreshed ahead: about one session per 4 s, not one per request.
     let sessions = world.moto.assumed_roles().await.len();
     assert!(
-        (3..=4).contains(&sessions),
+        (2..=3).contains(&sessions),
         "{sessions} sessions for {served} requests"
     );
     // And in the background: only the very first request waited for STS.
