@@ -29,7 +29,7 @@ fn object_url(gateway: &Gateway, locator: &str) -> String {
 #[tokio::test]
 async fn conditionals_and_statuses_keep_their_meaning() {
     init();
-    let moto = Moto::start(&[("s3:cond/photo.jpg", "original bytes")]);
+    let moto = Moto::start(&[("s3:cond/photo.jpg", "original bytes")]).await;
     let secret_file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(secret_file.path(), &moto.setup.secret_access_key).unwrap();
     let config = format!(

@@ -34,7 +34,7 @@ struct World {
 impl World {
     async fn start() -> Self {
         init();
-        let moto = Moto::start(&[("reader", EXTERNAL_ID)]);
+        let moto = Moto::start(&[("reader", EXTERNAL_ID)]).await;
         let relay = Relay::start(moto.url.trim_start_matches("http://").parse().unwrap()).await;
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("store/media")).unwrap();

@@ -3,7 +3,7 @@
 //! temporary credentials and enforces their session tokens.
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,36 +38,36 @@ pub struct AssumedRole {
 
 /// A moto server process; killed on drop.
 pub struct Moto {
-    child: Child,
+    child: tokio::process::Child,
     pub url: String,
     pub setup: Setup,
 }
 
 impl Moto {
-    /// Starts moto and creates the gateway's user and one role per
-    /// `(name, external_id)`; moto's auth is on when this returns.
-    pub fn start(roles: &[(&str, &str)]) -> Self {
-        for _attempt in 0..5 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
+    /// Starts moto on an ephemeral port (it reports the port it bound) and
+    /// creates the gateway's user and one role per `(name, external_id)`;
+    /// moto's auth is on when this returns. Waits without blocking the runtime.
+    pub async fn start(roles: &[(&str, &str)]) -> Self {
+        let mut child = tokio::process::Command::new(venv_bin("moto_server"))
+            .args(["-H", "127.0.0.1", "-p", "0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start moto_server");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let url = tokio::time::timeout(Duration::from_secs(30), bound_url(stderr))
+            .await
+            .expect("moto_server reports its address within 30 s")
+            .expect("moto_server reports its address");
+        wait_ready(&url).await;
+        let setup = {
+            let (url, roles) = (url.clone(), roles_args(roles));
+            tokio::task::spawn_blocking(move || run_setup(&url, &roles))
+                .await
                 .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let mut child = Command::new(venv_bin("moto_server"))
-                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start moto_server");
-            let url = format!("http://127.0.0.1:{port}");
-            if wait_ready(&url, &mut child) {
-                let setup = run_setup(&url, roles);
-                return Self { child, url, setup };
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!("moto_server did not start");
+        };
+        Self { child, url, setup }
     }
 
     /// Every role session moto has issued.
@@ -78,39 +78,49 @@ impl Moto {
 
 impl Drop for Moto {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = self.child.start_kill();
     }
 }
 
-/// Polls moto until it answers (at most 30 s), or until the process dies.
-fn wait_ready(url: &str, child: &mut Child) -> bool {
+/// Reads moto's log until it names the address it listens on; keeps draining
+/// the log afterwards (moto logs every request) so that it never blocks.
+async fn bound_url(stderr: tokio::process::ChildStderr) -> Option<String> {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if let Some(url) = line.split("Running on ").nth(1) {
+            let url = url.trim().to_owned();
+            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            return Some(url);
+        }
+    }
+    None
+}
+
+/// Polls moto until it answers, bounded in time.
+async fn wait_ready(url: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if child.try_wait().unwrap().is_some() {
-            return false;
+    let probe = format!("{url}/moto-api/");
+    loop {
+        let ready = super::client().get(&probe).send().await;
+        if ready.is_ok_and(|r| r.status().is_success()) {
+            return;
         }
-        let ok = Command::new("curl")
-            .args(["-sf", "-o", "/dev/null", &format!("{url}/moto-api/")])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        if ok {
-            return true;
-        }
-        #[allow(clippy::disallowed_methods)] // readiness poll, before any runtime work
-        std::thread::sleep(Duration::from_millis(100));
+        assert!(Instant::now() < deadline, "moto at {url} never answered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    false
 }
 
-fn run_setup(url: &str, roles: &[(&str, &str)]) -> Setup {
+fn roles_args(roles: &[(&str, &str)]) -> Vec<String> {
+    roles.iter().map(|(n, e)| format!("{n}={e}")).collect()
+}
+
+fn run_setup(url: &str, args: &[String]) -> Setup {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/moto_setup.py");
-    let args: Vec<String> = roles.iter().map(|(n, e)| format!("{n}={e}")).collect();
     let out = Command::new(venv_bin("python"))
         .arg(script)
         .arg(url)
-        .args(&args)
+        .args(args)
         .env("AWS_CONFIG_FILE", "/dev/null")
         .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
         .env_remove("AWS_ENDPOINT_URL")
