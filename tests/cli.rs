@@ -175,14 +175,9 @@ async fn presign_command_prints_a_working_url() {
 #[test]
 fn sigterm_drains_in_flight_requests_then_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let text = default_integration("http://127.0.0.1:9000", &["media"]).replace(
         "[server]\n",
-        &format!("[server]\nlisten = \"127.0.0.1:{port}\"\nshutdown_grace_s = 20\n"),
+        "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace_s = 20\n",
     );
     let config = write_config(dir.path(), &text);
     let mut child = s3gate(&["serve", "--config", config.to_str().unwrap()])
@@ -191,11 +186,19 @@ fn sigterm_drains_in_flight_requests_then_exits_zero() {
         .spawn()
         .unwrap();
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    wait_for_line(&mut stderr, "listening on");
+    // The gateway binds an ephemeral port and says which.
+    let listening = wait_for_line(&mut stderr, "listening on http://");
+    let addr: std::net::SocketAddr = listening
+        .split("listening on http://")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
 
     // A request in flight: a first request proves the connection is being
     // served, then a second one sends its headers and only part of its body.
-    let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut conn = TcpStream::connect(addr).unwrap();
     conn.set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -220,7 +223,7 @@ fn sigterm_drains_in_flight_requests_then_exits_zero() {
         "must wait for the in-flight request"
     );
     assert!(
-        TcpStream::connect(("127.0.0.1", port)).is_err(),
+        TcpStream::connect(addr).is_err(),
         "no new connections while draining"
     );
 

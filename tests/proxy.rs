@@ -445,15 +445,8 @@ async fn a_slow_reader_keeps_gateway_memory_bounded() {
     let size = 96 << 20;
     store.put("media", "big.bin", &pattern(size));
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let config = proxy_config(&store.url(), &["media"]).replace(
-        "[server]\n",
-        &format!("[server]\nlisten = \"127.0.0.1:{port}\"\n"),
-    );
+    let config = proxy_config(&store.url(), &["media"])
+        .replace("[server]\n", "[server]\nlisten = \"127.0.0.1:0\"\n");
     std::fs::write(dir.path().join("c.toml"), config).unwrap();
     let mut child = std::process::Command::new(binary())
         .args([
@@ -462,19 +455,12 @@ async fn a_slow_reader_keeps_gateway_memory_bounded() {
             dir.path().join("c.toml").to_str().unwrap(),
         ])
         .env(SECRET_ENV, SECRET_KEY)
-        .env("S3GATE_LOG", "warn")
+        .env("S3GATE_LOG", "warn,s3gate=info")
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut conn = loop {
-        match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
-            Ok(c) => break c,
-            Err(_) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            Err(e) => panic!("gateway did not start: {e}"),
-        }
-    };
+    let addr = listening_addr(child.stderr.take().unwrap()).await;
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
     let baseline = rss_kib(child.id());
     conn.write_all(b"GET /media/big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
         .await

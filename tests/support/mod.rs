@@ -234,6 +234,28 @@ pub async fn fetch(url: &str) -> (u16, Vec<u8>) {
     )
 }
 
+/// The address a gateway process reports in its `listening on` log line
+/// (bounded wait); its log keeps being drained afterwards.
+pub async fn listening_addr(stderr: std::process::ChildStderr) -> SocketAddr {
+    use std::io::BufRead;
+    let (tx, rx) = oneshot::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { return };
+            if let Some(addr) = line.split("listening on http://").nth(1) {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(addr.trim().parse::<SocketAddr>().unwrap());
+                }
+            }
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(20), rx)
+        .await
+        .expect("the gateway reports its address within 20 s")
+        .expect("the gateway reports its address")
+}
+
 /// Path of the built `s3gate` binary.
 pub fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_s3gate"))
