@@ -20,6 +20,7 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use support::config::{table, ConfigBuilder};
 use support::*;
 
 fn write_config(dir: &std::path::Path, text: &str) -> std::path::PathBuf {
@@ -119,10 +120,16 @@ fn check_exit_codes() {
     // `check` loads the TLS files `serve` would.
     let tls = write_config(
         dir.path(),
-        &default_integration("http://127.0.0.1:9000", &["media"]).replace(
-            "[server]\n",
-            "[server]\ntls = { cert_file = \"/nonexistent/cert.pem\", key_file = \"/nonexistent/key.pem\" }\n",
-        ),
+        &ConfigBuilder::store("http://127.0.0.1:9000", &["media"])
+            .set(
+                "server",
+                "tls",
+                table([
+                    ("cert_file", "/nonexistent/cert.pem".into()),
+                    ("key_file", "/nonexistent/key.pem".into()),
+                ]),
+            )
+            .build(),
     );
     let out = s3gate(&["check", "--config", tls.to_str().unwrap()])
         .output()
@@ -175,10 +182,10 @@ async fn presign_command_prints_a_working_url() {
 #[test]
 fn sigterm_drains_in_flight_requests_then_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
-    let text = default_integration("http://127.0.0.1:9000", &["media"]).replace(
-        "[server]\n",
-        "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace_s = 20\n",
-    );
+    let text = ConfigBuilder::store("http://127.0.0.1:9000", &["media"])
+        .set("server", "listen", "127.0.0.1:0")
+        .set("server", "shutdown_grace_s", 20)
+        .build();
     let config = write_config(dir.path(), &text);
     let mut child = s3gate(&["serve", "--config", config.to_str().unwrap()])
         .env("S3GATE_LOG", "info,s3gate::front::app=debug")

@@ -14,6 +14,7 @@
 
 mod support;
 
+use support::config::ConfigBuilder;
 use support::*;
 
 const APP: &str = "https://app.example.com";
@@ -236,10 +237,10 @@ async fn wildcard_star_answers_star() {
 async fn windowed_presigned_urls_are_identical_within_a_window() {
     let store = FsStore::start().await;
     store.put("media", "a.png", b"a");
-    let config = default_integration(&store.url(), &["media"]).replace(
-        "default = true\n",
-        "default = true\npresign_window_s = 3600\npresign_ttl_s = 600\n",
-    );
+    let config = ConfigBuilder::store(&store.url(), &["media"])
+        .integration("presign_window_s", 3600)
+        .integration("presign_ttl_s", 600)
+        .build();
     let gateway = Gateway::start(&config).await;
     let (_, first) = presign(&gateway, "s3://media/a.png", &[]).await;
     let (_, second) = presign(&gateway, "s3://media/a.png", &[]).await;

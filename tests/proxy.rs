@@ -19,14 +19,19 @@ mod support;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
+use support::config::ConfigBuilder;
 use support::memstore::MemStore;
 use support::*;
 
 /// A config whose default integration streams (`delivery = "proxy"`) and serves the S3 API.
 fn proxy_config(endpoint: &str, buckets: &[&str]) -> String {
-    default_integration(endpoint, buckets)
-        .replace("default = true\n", "default = true\ndelivery = \"proxy\"\n")
-        + "\n[s3_api]\nanonymous = true\n"
+    proxy_builder(endpoint, buckets).build()
+}
+
+fn proxy_builder(endpoint: &str, buckets: &[&str]) -> ConfigBuilder {
+    ConfigBuilder::store(endpoint, buckets)
+        .integration("delivery", "proxy")
+        .s3_anonymous()
 }
 
 fn object_url(gateway: &Gateway, locator: &str) -> String {
@@ -365,10 +370,9 @@ async fn listing_stays_inside_permitted_prefixes() {
     let store = FsStore::start().await;
     store.put("media", "public/a.png", b"a");
     store.put("media", "private/b.png", b"b");
-    let config = proxy_config(&store.url(), &["media"]).replace(
-        "default = true\n",
-        "default = true\nprefixes = [\"public/\"]\n",
-    );
+    let config = proxy_builder(&store.url(), &["media"])
+        .integration("prefixes", vec!["public/"])
+        .build();
     let gateway = Gateway::start(&config).await;
     let ok = client()
         .get(gateway.url("/v1/list?locator=s3%3A%2F%2Fmedia%2Fpublic%2F"))
@@ -445,8 +449,9 @@ async fn a_slow_reader_keeps_gateway_memory_bounded() {
     let size = 96 << 20;
     store.put("media", "big.bin", &pattern(size));
     let dir = tempfile::tempdir().unwrap();
-    let config = proxy_config(&store.url(), &["media"])
-        .replace("[server]\n", "[server]\nlisten = \"127.0.0.1:0\"\n");
+    let config = proxy_builder(&store.url(), &["media"])
+        .set("server", "listen", "127.0.0.1:0")
+        .build();
     std::fs::write(dir.path().join("c.toml"), config).unwrap();
     let mut child = std::process::Command::new(binary())
         .args([
@@ -628,8 +633,9 @@ async fn store_redirects_are_errors_that_name_the_region() {
 async fn a_trickling_request_body_is_a_408() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let store = FsStore::start().await;
-    let config = default_integration(&store.url(), &["media"])
-        .replace("[server]\n", "[server]\nbody_timeout_s = 1\n");
+    let config = ConfigBuilder::store(&store.url(), &["media"])
+        .set("server", "body_timeout_s", 1)
+        .build();
     let gateway = Gateway::start(&config).await;
     let mut conn = tokio::net::TcpStream::connect(gateway.addr).await.unwrap();
     conn.write_all(b"POST /v1/presign HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")

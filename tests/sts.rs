@@ -65,8 +65,18 @@ impl World {
 
     /// One default integration for `media` assuming the reader role.
     fn integration(&self, name: &str, external_id: &str, extra: &str) -> String {
+        self.role_integration(
+            name,
+            "default = true\nbuckets = [\"media\"]",
+            external_id,
+            extra,
+        )
+    }
+
+    /// An integration with `scope` (its bucket lines) assuming the reader role.
+    fn role_integration(&self, name: &str, scope: &str, external_id: &str, extra: &str) -> String {
         format!(
-            "[[integrations]]\nname = \"{name}\"\ndefault = true\nbuckets = [\"media\"]\nendpoint_url = \"{}\"\nrole_arn = \"{}\"\nexternal_id = \"{external_id}\"\nsts_endpoint = \"{}\"\n{extra}\n",
+            "[[integrations]]\nname = \"{name}\"\n{scope}\nendpoint_url = \"{}\"\nrole_arn = \"{}\"\nexternal_id = \"{external_id}\"\nsts_endpoint = \"{}\"\n{extra}\n",
             self.store.url(),
             self.role_arn(),
             self.relay.url()
@@ -173,10 +183,7 @@ async fn concurrent_cold_requests_make_one_assume_role_call() {
     let shared = format!(
         "{}\n{}",
         world.integration("first", EXTERNAL_ID, ""),
-        world.integration("second", EXTERNAL_ID, "").replace(
-            "default = true\nbuckets = [\"media\"]",
-            "bucket = \"media-two\""
-        )
+        world.role_integration("second", "bucket = \"media-two\"", EXTERNAL_ID, "")
     );
     let config = world.config(world.gateway_identity(), "", &shared);
     let gateway = std::sync::Arc::new(Gateway::start(&config).await);

@@ -21,6 +21,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
+use support::config::ConfigBuilder;
 use support::*;
 
 /// A private CA and a server certificate for 127.0.0.1, in `dir`.
@@ -186,13 +187,13 @@ async fn serves_https_and_reaches_a_private_ca_store() {
 
     // Back: an integration whose store is that HTTPS endpoint, trusted through `ca_file`.
     let back_config = |ca: Option<&Path>| {
-        let ca_line = ca
-            .map(|p| format!("ca_file = \"{}\"\n", p.display()))
-            .unwrap_or_default();
-        default_integration(&format!("https://{front}"), &["media"]).replace(
-            "default = true\n",
-            &format!("default = true\ndelivery = \"proxy\"\n{ca_line}"),
-        )
+        let config = ConfigBuilder::store(&format!("https://{front}"), &["media"])
+            .integration("delivery", "proxy");
+        match ca {
+            Some(ca) => config.integration("ca_file", ca.display().to_string()),
+            None => config,
+        }
+        .build()
     };
     let trusted = Gateway::start(&back_config(Some(&pki.ca))).await;
     let (status, body) = fetch(&trusted.url("/v1/object?locator=s3%3A%2F%2Fmedia%2Fcat.jpg")).await;

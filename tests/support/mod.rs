@@ -15,6 +15,7 @@
 )]
 #![allow(dead_code)]
 
+pub mod config;
 pub mod memstore;
 pub mod moto;
 
@@ -176,24 +177,7 @@ pub async fn metrics(gateway: &Gateway) -> String {
 
 /// A config with one default integration for `buckets` on a store at `endpoint`.
 pub fn default_integration(endpoint: &str, buckets: &[&str]) -> String {
-    let buckets: Vec<String> = buckets.iter().map(|b| format!("{b:?}")).collect();
-    format!(
-        r#"
-[server]
-max_batch = 5
-
-[[integrations]]
-name = "store"
-default = true
-buckets = [{}]
-endpoint_url = "{endpoint}"
-
-[integrations.credentials]
-access_key_id = "{ACCESS_KEY}"
-secret_access_key_env = "{SECRET_ENV}"
-"#,
-        buckets.join(", ")
-    )
+    config::ConfigBuilder::store(endpoint, buckets).build()
 }
 
 /// An HTTP client that neither follows redirects nor uses a proxy.
