@@ -54,19 +54,41 @@ fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
     }
 }
 
-/// Reads stderr lines until one contains `needle` (bounded by the process's output).
-fn wait_for_line(reader: &mut impl BufRead, needle: &str) -> String {
-    let mut line = String::new();
-    for _ in 0..200 {
-        line.clear();
-        if reader.read_line(&mut line).unwrap() == 0 {
-            panic!("output ended before {needle:?}");
-        }
-        if line.contains(needle) {
-            return line;
+/// A child's output, line by line, read on its own thread so that waits are
+/// bounded in time even if the child hangs without printing.
+struct Lines(std::sync::mpsc::Receiver<String>);
+
+impl Lines {
+    fn of(output: impl std::io::Read + Send + 'static) -> Self {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(output).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Self(rx)
+    }
+}
+
+/// Reads lines until one contains `needle`, for at most 20 s.
+fn wait_for_line(lines: &mut Lines, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.0.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => return line,
+            Ok(_) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                panic!("{needle:?} not printed within 20 s")
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                panic!("output ended before {needle:?}")
+            }
         }
     }
-    panic!("{needle:?} not printed");
 }
 
 #[test]
@@ -192,7 +214,7 @@ fn sigterm_drains_in_flight_requests_then_exits_zero() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut stderr = Lines::of(child.stderr.take().unwrap());
     // The gateway binds an ephemeral port and says which.
     let listening = wait_for_line(&mut stderr, "listening on http://");
     let addr: std::net::SocketAddr = listening
@@ -263,7 +285,7 @@ async fn demo_serves_a_presigned_url_that_curl_downloads() {
     .stderr(log.reopen().unwrap())
     .spawn()
     .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut stdout = Lines::of(child.stdout.take().unwrap());
     let line = wait_for_line(&mut stdout, "gateway");
     let gateway = line.split_whitespace().nth(1).unwrap().to_owned();
     assert!(gateway.starts_with("http://127.0.0.1:"), "{line}");
