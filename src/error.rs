@@ -40,6 +40,30 @@ pub enum Error {
     /// The S3 API needs client authentication, and none is configured.
     #[error("the S3 API needs client authentication; none is configured (set [s3_api] anonymous = true to serve it without)")]
     Unauthenticated,
+    /// The JSON API needs a client credential and the request has none that is valid.
+    #[error("{reason}")]
+    Unauthorized { reason: &'static str },
+    /// The caller is authenticated but the object lies outside its scope.
+    #[error("client {client:?} may not read {what}")]
+    ClientNotPermitted { client: String, what: String },
+    /// The S3 front does not know the request's access key.
+    #[error("the access key id is not known to this gateway")]
+    InvalidAccessKeyId,
+    /// A client signature (SigV4, gateway URL or grant) does not verify.
+    #[error("the request signature does not match; check the secret and the signing method")]
+    SignatureDoesNotMatch,
+    /// A signed request's time is too far from the gateway's clock.
+    #[error("the difference between the request time and the gateway's time is over {max_skew_s} s")]
+    RequestTimeTooSkewed { max_skew_s: u64 },
+    /// A presigned or gateway-signed URL, or a grant, has expired.
+    #[error("the request has expired")]
+    RequestExpired,
+    /// A SigV4 `Authorization` header that cannot be parsed.
+    #[error("malformed Authorization header: {reason}")]
+    AuthorizationHeaderMalformed { reason: String },
+    /// Presigned-URL query parameters that cannot be parsed.
+    #[error("malformed presigned query: {reason}")]
+    AuthorizationQueryParametersError { reason: String },
     /// The method is not allowed on this route.
     #[error("method {method} is not allowed here; allowed: {allowed}")]
     MethodNotAllowed {
@@ -122,7 +146,16 @@ impl Error {
             | AccessPointNotPermitted { .. }
             | PrefixNotPermitted { .. }
             | ReadOnly { .. }
-            | Unauthenticated => StatusCode::FORBIDDEN,
+            | Unauthenticated
+            | ClientNotPermitted { .. }
+            | InvalidAccessKeyId
+            | SignatureDoesNotMatch
+            | RequestTimeTooSkewed { .. }
+            | RequestExpired => StatusCode::FORBIDDEN,
+            Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            AuthorizationHeaderMalformed { .. } | AuthorizationQueryParametersError { .. } => {
+                StatusCode::BAD_REQUEST
+            }
             MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             NoSuchRoute { .. } => StatusCode::NOT_FOUND,
             BodyTooLarge { .. } | BatchTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -150,6 +183,14 @@ impl Error {
             AccessPointNotPermitted { .. } => "AccessPointNotPermitted",
             PrefixNotPermitted { .. } => "PrefixNotPermitted",
             ReadOnly { .. } | Unauthenticated => "AccessDenied",
+            Unauthorized { .. } => "Unauthorized",
+            ClientNotPermitted { .. } => "ClientNotPermitted",
+            InvalidAccessKeyId => "InvalidAccessKeyId",
+            SignatureDoesNotMatch => "SignatureDoesNotMatch",
+            RequestTimeTooSkewed { .. } => "RequestTimeTooSkewed",
+            RequestExpired => "RequestExpired",
+            AuthorizationHeaderMalformed { .. } => "AuthorizationHeaderMalformed",
+            AuthorizationQueryParametersError { .. } => "AuthorizationQueryParametersError",
             MethodNotAllowed { .. } => "MethodNotAllowed",
             NoSuchRoute { .. } => "NoSuchRoute",
             BodyTooLarge { .. } => "RequestTooLarge",
@@ -205,7 +246,10 @@ impl Error {
         match self {
             BucketNotPermitted { .. }
             | AccessPointNotPermitted { .. }
-            | PrefixNotPermitted { .. } => "AccessDenied",
+            | PrefixNotPermitted { .. }
+            | ClientNotPermitted { .. }
+            | Unauthorized { .. }
+            | RequestExpired => "AccessDenied",
             InvalidLocator { .. } => "InvalidBucketName",
             NoSuchRoute { .. } => "InvalidRequest",
             UpstreamFailed { .. } | UpstreamAuthFailed { .. } | UpstreamRedirect { .. } => {

@@ -13,6 +13,7 @@
 //! 4. errors are [`error::Error`] values rendered in one place
 //!    ([`front::response`]), and one logging step records every request.
 
+pub mod auth;
 pub mod body;
 pub mod config;
 pub mod credentials;
