@@ -37,8 +37,8 @@ pub enum Error {
     /// The S3 API does not serve this operation: the gateway is read-only.
     #[error("s3gate is a read-only gateway and does not serve {what}")]
     ReadOnly { what: String },
-    /// The S3 API needs client authentication, and none is configured.
-    #[error("the S3 API needs client authentication; none is configured (set [s3_api] anonymous = true to serve it without)")]
+    /// The S3 API needs a client signature and the request has none.
+    #[error("the S3 API needs requests signed with a client's access key ([[clients]] access_key_id), or [s3_api] anonymous = true")]
     Unauthenticated,
     /// The JSON API needs a client credential and the request has none that is valid.
     #[error("{reason}")]
@@ -53,7 +53,9 @@ pub enum Error {
     #[error("the request signature does not match; check the secret and the signing method")]
     SignatureDoesNotMatch,
     /// A signed request's time is too far from the gateway's clock.
-    #[error("the difference between the request time and the gateway's time is over {max_skew_s} s")]
+    #[error(
+        "the difference between the request time and the gateway's time is over {max_skew_s} s"
+    )]
     RequestTimeTooSkewed { max_skew_s: u64 },
     /// A presigned or gateway-signed URL, or a grant, has expired.
     #[error("the request has expired")]

@@ -21,6 +21,7 @@ pub mod credentials;
 pub mod demo;
 pub mod error;
 pub mod front;
+pub mod hex;
 pub mod locator;
 pub mod metrics;
 pub mod origins;

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use s3gate::config::{Config, ServerConfig};
-use s3gate::front::{server, App};
+use s3gate::front::server::{self, Listener};
+use s3gate::front::App;
 use s3gate::presign::{self, PresignOptions};
 
 #[derive(Debug, Parser)]
@@ -31,6 +32,8 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Print a fresh random bearer token and the `token_sha256` line that admits it.
+    Token,
     /// Print one presigned URL.
     Presign {
         /// Configuration file.
@@ -71,10 +74,19 @@ async fn run(command: Command) -> Result<(), String> {
         Command::Check { config } => {
             let loaded = load(&config).await?;
             println!(
-                "{}: ok ({} integrations)",
+                "{}: ok ({} integrations, {} clients)",
                 config.display(),
-                loaded.app.registry().integrations().len()
+                loaded.app.registry().integrations().len(),
+                loaded.clients,
             );
+            for warning in &loaded.warnings {
+                println!("warning: {warning}");
+            }
+            Ok(())
+        }
+        Command::Token => {
+            let (token, line) = s3gate::auth::new_token().map_err(|e| e.to_string())?;
+            println!("token: {token}\n{line}");
             Ok(())
         }
         Command::Presign {
@@ -102,6 +114,9 @@ struct Loaded {
     server: ServerConfig,
     app: App,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    clients: usize,
+    /// What the operator should know about this config.
+    warnings: Vec<String>,
 }
 
 /// Loads the config, builds the app and the TLS acceptor, so that `check`
@@ -109,6 +124,8 @@ struct Loaded {
 async fn load(path: &std::path::Path) -> Result<Loaded, String> {
     let config = Config::load(path).map_err(|e| e.to_string())?;
     let server = config.server.clone();
+    let clients = config.clients.len();
+    let warnings = warnings(&config);
     let app = App::new(config).await.map_err(|e| e.to_string())?;
     let tls = server
         .tls
@@ -116,32 +133,73 @@ async fn load(path: &std::path::Path) -> Result<Loaded, String> {
         .map(server::tls_acceptor)
         .transpose()
         .map_err(|e| format!("[server.tls]: {e}"))?;
-    Ok(Loaded { server, app, tls })
+    Ok(Loaded {
+        server,
+        app,
+        tls,
+        clients,
+        warnings,
+    })
 }
 
-async fn serve(
-    Loaded {
+/// What `check` prints and `serve` logs as warnings.
+fn warnings(config: &Config) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if config.clients.is_empty() && !config.listens_on_loopback_only() {
+        warnings.push(format!("[server] allow_anonymous = true: the JSON API on {} is open to anyone who reaches it, with every integration", config.server.listen));
+    }
+    if config.url_signing_keys.is_empty() {
+        warnings.push("no [server] url_signing_keys_env or url_signing_keys_file: gateway-signed URLs and grants use a random key made at start, die with the process and are not valid on other replicas".into());
+    }
+    warnings
+}
+
+async fn serve(loaded: Loaded) -> Result<(), String> {
+    let Loaded {
         server: config,
         app,
         tls,
-    }: Loaded,
-) -> Result<(), String> {
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+        warnings,
+        ..
+    } = loaded;
+    for warning in &warnings {
+        tracing::warn!("{warning}");
+    }
+    let listener = bind(config.listen).await?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!("listening on {scheme}://{addr}");
+    let app = Arc::new(app);
     let grace = Duration::from_secs(config.shutdown_grace_s);
-    server::serve(
-        listener,
-        Arc::new(app),
-        tls,
-        server::shutdown_signal(),
-        grace,
-    )
-    .await
-    .map_err(|e| e.to_string())
+    let metrics = match config.metrics_listen {
+        Some(addr) => {
+            let listener = bind(addr).await?;
+            let addr = listener.local_addr().map_err(|e| e.to_string())?;
+            tracing::info!("metrics listening on http://{addr}");
+            let pending = std::future::pending::<()>();
+            let serve = server::serve_as(
+                Listener::Metrics,
+                listener,
+                app.clone(),
+                None,
+                pending,
+                grace,
+            );
+            Some(tokio::spawn(serve))
+        }
+        None => None,
+    };
+    let served = server::serve(listener, app, tls, server::shutdown_signal(), grace).await;
+    if let Some(metrics) = metrics {
+        metrics.abort();
+    }
+    served.map_err(|e| e.to_string())
+}
+
+async fn bind(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, String> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))
 }
 
 async fn presign_one(app: App, locator: &str, expires: Option<u64>) -> Result<(), String> {
@@ -149,7 +207,11 @@ async fn presign_one(app: App, locator: &str, expires: Option<u64>) -> Result<()
         expires_s: expires,
         ..Default::default()
     };
-    let presigned = presign::presign(app.registry(), locator, &options)
+    let resolved = app
+        .registry()
+        .resolve_object(locator)
+        .map_err(|e| e.to_string())?;
+    let presigned = presign::presign(&resolved, &options)
         .await
         .map_err(|e| e.to_string())?;
     println!("{}", presigned.url);

@@ -8,7 +8,7 @@ use prometheus::{
 #[derive(Debug, Clone)]
 pub struct Metrics {
     registry: Registry,
-    /// Requests by route and status.
+    /// Requests by route, status and client (`-` for anonymous).
     pub requests: IntCounterVec,
     /// AssumeRole calls by role.
     pub sts_calls: IntCounterVec,
@@ -40,8 +40,11 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new_custom(Some("s3gate".into()), None).expect("valid prefix");
         let requests = IntCounterVec::new(
-            Opts::new("requests_total", "HTTP requests by route and status"),
-            &["route", "status"],
+            Opts::new(
+                "requests_total",
+                "HTTP requests by route, status and client",
+            ),
+            &["route", "status", "client"],
         )
         .expect("valid metric");
         let sts_calls =

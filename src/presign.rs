@@ -9,7 +9,7 @@ use crate::config::MAX_PRESIGN_TTL_S;
 use crate::error::Error;
 use crate::sigv4::{self, Credentials, SigningRequest};
 use crate::upstream::endpoint::View;
-use crate::upstream::{Integration, Registry, Resolved};
+use crate::upstream::{Integration, Resolved};
 
 /// The method a presigned URL is for.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -95,16 +95,11 @@ impl PresignOptions {
     }
 }
 
-/// Resolves `locator`, fetches its integration's credentials and presigns it
-/// as of the moment they are in hand (an STS call may come first).
-pub async fn presign(
-    registry: &Registry,
-    locator: &str,
-    options: &PresignOptions,
-) -> Result<Presigned, Error> {
-    let resolved = registry.resolve_object(locator)?;
+/// Fetches the integration's credentials and presigns `resolved` as of the
+/// moment they are in hand (an STS call may come first).
+pub async fn presign(resolved: &Resolved, options: &PresignOptions) -> Result<Presigned, Error> {
     let credentials = resolved.integration.credentials().await?;
-    sign(&resolved, &credentials, options, SystemTime::now())
+    sign(resolved, &credentials, options, SystemTime::now())
 }
 
 /// Presigns an already resolved object with `credentials`.
@@ -150,20 +145,22 @@ pub fn sign(
 }
 
 /// A signing time rounded down to a window, and what follows from it.
-struct Window {
-    start: SystemTime,
+pub(crate) struct Window {
+    /// Its start, to the second.
+    pub(crate) start: SystemTime,
     /// Seconds since `start`.
-    elapsed: u64,
+    pub(crate) elapsed: u64,
     /// The window's length: URLs signed in it live this much longer than
     /// asked, so that one URL serves the whole window and stays valid for
     /// the requested time from any moment in it.
-    length: u64,
-    left: Option<u64>,
+    pub(crate) length: u64,
+    /// Seconds left in the window, for windowed integrations.
+    pub(crate) left: Option<u64>,
     cache_control: Option<String>,
 }
 
 /// The window `now` falls in; without a window, `now` to the second.
-fn signing_window(window_s: Option<u64>, now: SystemTime) -> Window {
+pub(crate) fn signing_window(window_s: Option<u64>, now: SystemTime) -> Window {
     // Whole seconds, as X-Amz-Date carries them: a URL then expires exactly
     // at `start + lifetime`, which is what `expires_at` reports.
     let since_epoch = now

@@ -106,7 +106,7 @@ fn check_exit_codes() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (1 integrations)"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (1 integrations, 0 clients)"));
 
     let bad = write_config(
         dir.path(),

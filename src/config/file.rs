@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::{
-    Config, ConfigError, CorsConfig, CredentialsConfig, Delivery, IntegrationConfig, Keys,
-    RoleConfig, S3ApiConfig, Scope, Secret, ServerConfig, StsConfig, UpstreamConfig,
+    ClientConfig, Config, ConfigError, CorsConfig, CredentialsConfig, Delivery, IntegrationConfig,
+    Keys, RoleConfig, S3ApiConfig, Scope, Secret, ServerConfig, StsConfig, UpstreamConfig,
     DEFAULT_SESSION_DURATION_S, MAX_PRESIGN_TTL_S,
 };
 use crate::locator::{valid_region, validate_bucket_name, AccessPointArn};
@@ -36,6 +36,27 @@ struct ConfigFile {
     cors: CorsFile,
     #[serde(default)]
     integrations: Vec<IntegrationFile>,
+    #[serde(default)]
+    clients: Vec<ClientFile>,
+}
+
+/// One `[[clients]]` entry.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClientFile {
+    name: String,
+    #[serde(default)]
+    token_sha256: Vec<String>,
+    access_key_id: Option<String>,
+    secret_access_key_env: Option<String>,
+    secret_access_key_file: Option<PathBuf>,
+    integrations: Vec<String>,
+    #[serde(default)]
+    buckets: Vec<String>,
+    #[serde(default)]
+    prefixes: Vec<String>,
+    #[serde(default)]
+    metrics: bool,
 }
 
 /// `[identity]`: who the gateway is when it calls STS.
@@ -150,12 +171,15 @@ impl ConfigFile {
             .map(|keys| keys.resolve("[identity]"))
             .transpose()?;
         check_uniqueness(&self.integrations)?;
+        let names: HashSet<&str> = self.integrations.iter().map(|i| i.name.as_str()).collect();
+        let clients = resolve_clients(&self.clients, &names)?;
+        let url_signing_keys = url_signing_keys(&self.server)?;
         let integrations = self
             .integrations
             .into_iter()
             .map(|i| i.into_config(&self.sts))
             .collect::<Result<_, _>>()?;
-        Ok(Config {
+        let config = Config {
             server: self.server,
             identity,
             sts: self.sts,
@@ -163,8 +187,214 @@ impl ConfigFile {
             s3_api: self.s3_api,
             cors,
             integrations,
+            clients,
+            url_signing_keys,
+        };
+        check_exposure(&config)?;
+        Ok(config)
+    }
+}
+
+/// Without clients the JSON API is anonymous: only on loopback, unless the
+/// operator says otherwise.
+fn check_exposure(config: &Config) -> Result<(), ConfigError> {
+    if config.clients.is_empty()
+        && !config.server.allow_anonymous
+        && !config.listens_on_loopback_only()
+    {
+        let msg = "is not a loopback address and no [[clients]] are configured: anyone who reaches it could use every integration; add [[clients]], or set [server] allow_anonymous = true to serve anonymously";
+        return Err(invalid("[server]".into(), "listen", msg));
+    }
+    Ok(())
+}
+
+/// Checks and converts every `[[clients]]` entry.
+fn resolve_clients(
+    clients: &[ClientFile],
+    integrations: &HashSet<&str>,
+) -> Result<Vec<ClientConfig>, ConfigError> {
+    let mut names = HashSet::new();
+    let mut access_keys = HashSet::new();
+    let mut tokens = HashSet::new();
+    let mut resolved = Vec::with_capacity(clients.len());
+    for client in clients {
+        let config = client.resolve(integrations)?;
+        let ctx = || format!("client {:?}", client.name);
+        if !names.insert(config.name.clone()) {
+            return Err(invalid(ctx(), "name", "is used by another client"));
+        }
+        if let Some(keys) = &config.keys {
+            if !access_keys.insert(keys.access_key_id.clone()) {
+                return Err(invalid(ctx(), "access_key_id", "is used by another client"));
+            }
+        }
+        for digest in &config.token_sha256 {
+            if !tokens.insert(*digest) {
+                return Err(invalid(
+                    ctx(),
+                    "token_sha256",
+                    "holds a token digest used twice",
+                ));
+            }
+        }
+        resolved.push(config);
+    }
+    Ok(resolved)
+}
+
+impl ClientFile {
+    fn resolve(&self, integrations: &HashSet<&str>) -> Result<ClientConfig, ConfigError> {
+        let ctx = || format!("client {:?}", self.name);
+        let name_ok = !self.name.is_empty()
+            && self.name.len() <= 64
+            && self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        if !name_ok {
+            let msg = "must be 1 to 64 letters, digits, `.`, `_` or `-`";
+            return Err(invalid("a client".into(), "name", msg));
+        }
+        let token_sha256 = self
+            .token_sha256
+            .iter()
+            .map(|hex| parse_sha256(hex).ok_or_else(|| invalid(ctx(), "token_sha256", "must hold 64-digit hex SHA-256 digests (see `s3gate token`), never the tokens themselves")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let keys = self.keys()?;
+        if token_sha256.is_empty() && keys.is_none() {
+            let msg = "or `access_key_id` is required: a client needs a way to authenticate";
+            return Err(invalid(ctx(), "token_sha256", msg));
+        }
+        Ok(ClientConfig {
+            name: self.name.clone(),
+            token_sha256,
+            keys,
+            integrations: self.integration_scope(integrations)?,
+            buckets: self.buckets()?,
+            prefixes: self.prefixes()?,
+            metrics: self.metrics,
         })
     }
+
+    fn keys(&self) -> Result<Option<Keys>, ConfigError> {
+        let ctx = format!("client {:?}", self.name);
+        let Some(access_key_id) = &self.access_key_id else {
+            if self.secret_access_key_env.is_some() || self.secret_access_key_file.is_some() {
+                return Err(invalid(
+                    ctx,
+                    "access_key_id",
+                    "is required with a secret access key",
+                ));
+            }
+            return Ok(None);
+        };
+        let valid = (16..=128).contains(&access_key_id.len())
+            && access_key_id.bytes().all(|b| b.is_ascii_alphanumeric());
+        if !valid {
+            let msg = "must be 16 to 128 letters and digits";
+            return Err(invalid(ctx, "access_key_id", msg));
+        }
+        let file = KeysFile {
+            access_key_id: access_key_id.clone(),
+            secret_access_key_env: self.secret_access_key_env.clone(),
+            secret_access_key_file: self.secret_access_key_file.clone(),
+            secret_access_key: None,
+        };
+        let keys = file.resolve(&ctx)?;
+        if keys.secret.expose().len() < 16 {
+            let msg = "the secret access key must be at least 16 characters";
+            return Err(invalid(ctx, "credentials", msg));
+        }
+        Ok(Some(keys))
+    }
+
+    fn integration_scope(&self, known: &HashSet<&str>) -> Result<Option<Vec<String>>, ConfigError> {
+        let ctx = || format!("client {:?}", self.name);
+        match self.integrations.as_slice() {
+            [] => Err(invalid(
+                ctx(),
+                "integrations",
+                "must name at least one integration, or [\"*\"] for all",
+            )),
+            [all] if all == "*" => Ok(None),
+            names => {
+                for name in names {
+                    if !known.contains(name.as_str()) {
+                        let msg = format!("names {name:?}, which is not a configured integration");
+                        return Err(invalid(ctx(), "integrations", msg));
+                    }
+                }
+                Ok(Some(names.to_vec()))
+            }
+        }
+    }
+
+    fn buckets(&self) -> Result<Vec<String>, ConfigError> {
+        for bucket in &self.buckets {
+            validate_bucket_name(bucket)
+                .map_err(|m| invalid(format!("client {:?}", self.name), "buckets", m))?;
+        }
+        Ok(self.buckets.clone())
+    }
+
+    fn prefixes(&self) -> Result<Vec<String>, ConfigError> {
+        if self.prefixes.iter().any(String::is_empty) {
+            let ctx = format!("client {:?}", self.name);
+            return Err(invalid(ctx, "prefixes", "must not hold an empty prefix"));
+        }
+        Ok(self.prefixes.clone())
+    }
+}
+
+/// A 64-digit hex SHA-256 digest.
+fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
+    crate::hex::decode(hex)?.try_into().ok()
+}
+
+/// Shortest URL signing key accepted, in characters.
+const MIN_URL_SIGNING_KEY: usize = 32;
+
+/// The URL signing keys from `url_signing_keys_env` or `_file`.
+fn url_signing_keys(server: &ServerConfig) -> Result<Vec<Secret>, ConfigError> {
+    let err = |field, m: String| invalid("[server]".into(), field, m);
+    let text = match (&server.url_signing_keys_env, &server.url_signing_keys_file) {
+        (None, None) => return Ok(Vec::new()),
+        (Some(_), Some(_)) => {
+            let msg = "cannot be combined with `url_signing_keys_file`".to_owned();
+            return Err(err("url_signing_keys_env", msg));
+        }
+        (Some(var), None) => Secret::new(std::env::var(var).map_err(|_| {
+            err(
+                "url_signing_keys_env",
+                format!("names {var}, which is not set"),
+            )
+        })?),
+        (None, Some(path)) => Secret::new(std::fs::read_to_string(path).map_err(|e| {
+            err(
+                "url_signing_keys_file",
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?),
+    };
+    let field = if server.url_signing_keys_env.is_some() {
+        "url_signing_keys_env"
+    } else {
+        "url_signing_keys_file"
+    };
+    let keys: Vec<Secret> = text
+        .expose()
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|k| !k.is_empty())
+        .map(|k| Secret::new(k.to_owned()))
+        .collect();
+    if keys.is_empty() {
+        return Err(err(field, "holds no key".into()));
+    }
+    if keys.iter().any(|k| k.expose().len() < MIN_URL_SIGNING_KEY) {
+        let msg = format!("holds a key shorter than {MIN_URL_SIGNING_KEY} characters (`s3gate token` makes good ones)");
+        return Err(err(field, msg));
+    }
+    Ok(keys)
 }
 
 /// Names are unique, one integration at most is the default, and no bucket
@@ -239,6 +469,16 @@ impl StsConfig {
 impl ServerConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         let ctx = || "[server]".to_owned();
+        if let Some(url) = &self.public_url {
+            validate_endpoint_url(url).map_err(|m| invalid(ctx(), "public_url", m))?;
+        }
+        if self.metrics_listen == Some(self.listen) {
+            return Err(invalid(
+                ctx(),
+                "metrics_listen",
+                "must differ from `listen`",
+            ));
+        }
         if self.max_batch == 0 {
             return Err(invalid(ctx(), "max_batch", "must be at least 1"));
         }

@@ -73,6 +73,41 @@ pub struct Config {
     pub cors: CorsConfig,
     /// `[[integrations]]`: one per customer store, in file order.
     pub integrations: Vec<IntegrationConfig>,
+    /// `[[clients]]`: who may call the gateway; empty for an anonymous one.
+    pub clients: Vec<ClientConfig>,
+    /// Keys of gateway-signed URLs and grants, the signing one first; empty
+    /// when none is configured (a random key is made at start).
+    pub url_signing_keys: Vec<Secret>,
+}
+
+impl Config {
+    /// Whether every address the gateway listens on is a loopback one.
+    pub fn listens_on_loopback_only(&self) -> bool {
+        self.server.listen.ip().is_loopback()
+            && self
+                .server
+                .metrics_listen
+                .is_none_or(|a| a.ip().is_loopback())
+    }
+}
+
+/// One `[[clients]]` entry: a caller of the gateway and what it may read.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Unique name, shown in the access log and metrics.
+    pub name: String,
+    /// SHA-256 digests of its bearer tokens (several while one is rotated).
+    pub token_sha256: Vec<[u8; 32]>,
+    /// Its SigV4 keys for the S3 front.
+    pub keys: Option<Keys>,
+    /// The integrations it may use; `None` for every one (`["*"]`).
+    pub integrations: Option<Vec<String>>,
+    /// When not empty, only these buckets within its integrations.
+    pub buckets: Vec<String>,
+    /// When not empty, only keys under these prefixes.
+    pub prefixes: Vec<String>,
+    /// May read `/metrics`.
+    pub metrics: bool,
 }
 
 impl Config {
@@ -239,6 +274,17 @@ pub struct ServerConfig {
     pub body_timeout_s: u64,
     /// Serve HTTPS with this certificate chain and key (PEM).
     pub tls: Option<TlsConfig>,
+    /// Serve the JSON API without clients on a non-loopback address.
+    pub allow_anonymous: bool,
+    /// The gateway's URL as browsers reach it (`https://host[:port]`), the
+    /// base of gateway-signed URLs; the request's own scheme and host by default.
+    pub public_url: Option<String>,
+    /// A second listener serving only `/metrics` and `/healthz`, unauthenticated.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Environment variable holding the URL signing keys (comma or whitespace separated).
+    pub url_signing_keys_env: Option<String>,
+    /// File holding the URL signing keys, one per line.
+    pub url_signing_keys_file: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -250,6 +296,11 @@ impl Default for ServerConfig {
             shutdown_grace_s: 10,
             body_timeout_s: 30,
             tls: None,
+            allow_anonymous: false,
+            public_url: None,
+            metrics_listen: None,
+            url_signing_keys_env: None,
+            url_signing_keys_file: None,
         }
     }
 }

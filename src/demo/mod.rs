@@ -112,13 +112,13 @@ pub async fn run(args: DemoArgs) -> Result<(), String> {
     let grace = Duration::from_secs(config.server.shutdown_grace_s);
     let app = Arc::new(App::new(config).await.map_err(|e| e.to_string())?);
 
-    let example = presign::presign(
-        app.registry(),
-        &format!("s3://{BUCKET}/images/gradient-red.png"),
-        &PresignOptions::default(),
-    )
-    .await
-    .map_err(|e| e.to_string())?;
+    let example = app
+        .registry()
+        .resolve_object(&format!("s3://{BUCKET}/images/gradient-red.png"))
+        .map_err(|e| e.to_string())?;
+    let example = presign::presign(&example, &PresignOptions::default())
+        .await
+        .map_err(|e| e.to_string())?;
     print_banner(
         &gateway,
         &gallery,

@@ -7,11 +7,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 
+use super::authenticate::{authenticate, Listener};
 use super::context::{Api, JsonRoute, RequestContext, Route};
 use super::cors::{Cors, Verdict};
 use super::query::Query;
 use super::state::{Limits, State};
 use super::{json_api, response, s3_api};
+use crate::auth::Authenticator;
 use crate::body::{Body, BoxError};
 use crate::config::{Config, ConfigError};
 use crate::error::{Error, Side};
@@ -50,7 +52,21 @@ impl App {
                 body_timeout: std::time::Duration::from_secs(config.server.body_timeout_s),
                 list_all_max_keys: config.upstream.list_all_max_keys,
             },
-            s3_anonymous: config.s3_api.anonymous,
+            auth: Authenticator::new(
+                config.clients,
+                &config.url_signing_keys,
+                config.s3_api.anonymous,
+            )
+            .map_err(|e| ConfigError::Invalid {
+                context: "[server]".into(),
+                field: "url_signing_keys_env",
+                message: e.to_string(),
+            })?,
+            public_url: config
+                .server
+                .public_url
+                .map(|url| url.trim_end_matches('/').to_owned()),
+            tls: config.server.tls.is_some(),
         };
         Ok(Self {
             state,
@@ -68,8 +84,22 @@ impl App {
         &self.state.metrics
     }
 
-    /// Handles one request; never fails: errors become responses.
+    /// Who may ask.
+    pub fn auth(&self) -> &Authenticator {
+        &self.state.auth
+    }
+
+    /// Handles one request on the main listener; never fails: errors become responses.
     pub async fn handle<B>(&self, request: Request<B>) -> Response<Body>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send,
+        B::Error: Into<BoxError>,
+    {
+        self.handle_on(Listener::Main, request).await
+    }
+
+    /// Handles one request that came in on `listener`.
+    pub async fn handle_on<B>(&self, listener: Listener, request: Request<B>) -> Response<Body>
     where
         B: hyper::body::Body<Data = Bytes> + Send,
         B::Error: Into<BoxError>,
@@ -88,14 +118,23 @@ impl App {
         let mut response = if Cors::is_preflight(&ctx.method, request.headers()) {
             self.state.cors.preflight(request.headers(), &verdict)
         } else {
-            let mut response = match self.dispatch(ctx, request).await {
-                Ok(response) => response,
-                Err(error) => error_response(ctx, &error),
+            let caller = authenticate(&self.state, ctx, &request, listener);
+            let result = match caller {
+                Ok(caller) => {
+                    ctx.caller = caller;
+                    self.dispatch(ctx, request).await
+                }
+                Err(error) => Err(error),
             };
+            let mut response = result.unwrap_or_else(|error| error_response(ctx, &error));
             self.state.cors.decorate(&mut response, &verdict);
             response
         };
-        let read_body = ctx.route == Route::Json(JsonRoute::Presign) && ctx.method == Method::POST;
+        let read_body = ctx.method == Method::POST
+            && matches!(
+                ctx.route,
+                Route::Json(JsonRoute::Presign | JsonRoute::Grant)
+            );
         if sent_body && (!read_body || !response.status().is_success()) {
             // The body was never read: the client may still be sending it
             // (or waiting on `Expect: 100-continue`), so this HTTP/1
@@ -167,7 +206,7 @@ impl App {
         self.state
             .metrics
             .requests
-            .with_label_values(&[ctx.route.label(), status.as_str()])
+            .with_label_values(&[ctx.route.label(), status.as_str(), &ctx.caller.to_string()])
             .inc();
         let micros = u64::try_from(ctx.start.elapsed().as_micros()).unwrap_or(u64::MAX);
         tracing::info!(
@@ -177,6 +216,7 @@ impl App {
             path = %ctx.path,
             status = status.as_u16(),
             client = %ctx.caller,
+            via = ctx.caller.via_label(),
             integration = %ctx.integration().unwrap_or("-"),
             micros,
         );

@@ -1,10 +1,11 @@
 //! The request context: what one request is, decided once when it arrives,
 //! and what its handler records for the access log and metrics.
 
-use std::fmt;
 use std::time::Instant;
 
 use http::Method;
+
+pub use crate::auth::Caller;
 
 /// Which API a request speaks, and so how its errors are rendered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +29,8 @@ pub enum JsonRoute {
     Object,
     /// `/v1/list`.
     List,
+    /// `/v1/grant`.
+    Grant,
     /// Any other path under `/v1`.
     Unknown,
 }
@@ -50,6 +53,7 @@ impl Route {
             "/v1/presign" => JsonRoute::Presign,
             "/v1/object" => JsonRoute::Object,
             "/v1/list" => JsonRoute::List,
+            "/v1/grant" => JsonRoute::Grant,
             p if p == "/v1" || p.starts_with("/v1/") => JsonRoute::Unknown,
             _ => return Route::S3,
         })
@@ -71,23 +75,9 @@ impl Route {
             Route::Json(JsonRoute::Presign) => "presign",
             Route::Json(JsonRoute::Object) => "object",
             Route::Json(JsonRoute::List) => "list",
+            Route::Json(JsonRoute::Grant) => "grant",
             Route::Json(JsonRoute::Unknown) => "unknown",
             Route::S3 => "s3",
-        }
-    }
-}
-
-/// Who sent the request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Caller {
-    /// No client authentication applies.
-    Anonymous,
-}
-
-impl fmt::Display for Caller {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Caller::Anonymous => f.write_str("-"),
         }
     }
 }
@@ -119,7 +109,7 @@ impl RequestContext {
             method,
             path: path.to_owned(),
             route: Route::of(path),
-            caller: Caller::Anonymous,
+            caller: Caller::anonymous(),
             integration: None,
         }
     }

@@ -9,16 +9,19 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use serde::Deserialize;
 
+use super::authenticate::unix;
 use super::context::{JsonRoute, RequestContext};
+use super::gateway_url;
 use super::listing::{self, ListRequest};
 use super::query::Query;
 use super::response;
 use super::state::State;
+use crate::auth::url_signature::Grant;
+use crate::auth::Via;
 use crate::body::{self, Body, BoxError};
 use crate::config::Delivery;
 use crate::error::Error;
-use crate::locator::Locator;
-use crate::presign::{self, parse_expires, PresignMethod, PresignOptions};
+use crate::presign::{self, parse_expires, PresignMethod, PresignOptions, Presigned};
 use crate::upstream::endpoint::View;
 use crate::upstream::integration::Read;
 
@@ -30,19 +33,27 @@ const PRESIGN_PARAMS: &[&str] = &[
     "response-content-type",
     "response-content-disposition",
     "version_id",
+    "grant",
 ];
 
-/// Parameters of `/v1/object`.
+/// Parameters of `/v1/object`, gateway signatures' included.
 const OBJECT_PARAMS: &[&str] = &[
     "locator",
     "expires",
     "response-content-type",
     "response-content-disposition",
     "version_id",
+    "grant",
+    "client",
+    "kid",
+    "sig",
 ];
 
 /// Parameters of `/v1/list`.
-const LIST_PARAMS: &[&str] = &["locator", "delimiter", "limit", "cursor", "all"];
+const LIST_PARAMS: &[&str] = &["locator", "delimiter", "limit", "cursor", "all", "grant"];
+
+/// Lifetime of a grant when the request does not say.
+const DEFAULT_GRANT_S: u64 = 3600;
 
 /// Serves one request of the JSON API.
 pub async fn handle<B>(
@@ -63,10 +74,12 @@ where
         JsonRoute::Metrics if method == Method::GET => Ok(metrics_page(state)),
         JsonRoute::Metrics => Err(not_allowed(method, "GET")),
         JsonRoute::Presign => match *method {
-            Method::GET => presign_one(state, ctx, &query(&request, PRESIGN_PARAMS)?).await,
-            Method::POST => presign_batch(state, request).await,
+            Method::GET => presign_one(state, ctx, &request).await,
+            Method::POST => presign_batch(state, ctx, request).await,
             _ => Err(not_allowed(method, "GET, POST")),
         },
+        JsonRoute::Grant if method == Method::POST => grant(state, ctx, request).await,
+        JsonRoute::Grant => Err(not_allowed(method, "POST")),
         JsonRoute::Object if read => object(state, ctx, &request).await,
         JsonRoute::Object => Err(not_allowed(method, "GET, HEAD")),
         JsonRoute::List if method == Method::GET => {
@@ -113,25 +126,31 @@ fn metrics_page(state: &State) -> Response<Body> {
 }
 
 /// `GET /v1/presign?locator=...`
-async fn presign_one(
+async fn presign_one<B>(
     state: &State,
     ctx: &mut RequestContext,
-    query: &Query,
+    request: &Request<B>,
 ) -> Result<Response<Body>, Error> {
-    let options = presign_options(query)?;
-    let presigned = presign::presign(&state.registry, query.require("locator")?, &options).await?;
-    ctx.served_by(&presigned.integration);
+    let query = query(request, PRESIGN_PARAMS)?;
+    let options = presign_options(&query)?;
+    let base = gateway_url::base_url(state, request.uri(), request.headers());
+    let presigned = presign_for(state, ctx, &base, query.require("locator")?, &options).await?;
     let body = serde_json::to_string(&presigned).map_err(|e| Error::Internal(e.to_string()))?;
     Ok(response::json(StatusCode::OK, body))
 }
 
 /// `POST /v1/presign` with `{"locators":[...]}`: one result per locator, in order.
-async fn presign_batch<B>(state: &State, request: Request<B>) -> Result<Response<Body>, Error>
+async fn presign_batch<B>(
+    state: &State,
+    ctx: &mut RequestContext,
+    request: Request<B>,
+) -> Result<Response<Body>, Error>
 where
     B: hyper::body::Body<Data = Bytes> + Send,
     B::Error: Into<BoxError>,
 {
     let limits = &state.limits;
+    let base = gateway_url::base_url(state, request.uri(), request.headers());
     let body = read_body(request, limits.max_body_bytes, limits.body_timeout).await?;
     let batch: BatchRequest =
         serde_json::from_slice(&body).map_err(|e| Error::MalformedBody(e.to_string()))?;
@@ -144,7 +163,7 @@ where
     let options = batch.options()?;
     let mut results = Vec::with_capacity(batch.locators.len());
     for locator in &batch.locators {
-        let item = match presign::presign(&state.registry, locator, &options).await {
+        let item = match presign_for(state, ctx, &base, locator, &options).await {
             Ok(p) => serde_json::json!({
                 "locator": locator, "url": p.url, "expires_at": p.expires_at, "integration": p.integration,
             }),
@@ -156,6 +175,71 @@ where
     Ok(response::json(StatusCode::OK, body))
 }
 
+/// Presigns one locator for the caller: a URL on the store, or with proxy
+/// delivery a gateway-signed URL under `base`. A grant's holder gets URLs
+/// that end with the grant at the latest.
+async fn presign_for(
+    state: &State,
+    ctx: &mut RequestContext,
+    base: &Result<String, Error>,
+    locator: &str,
+    options: &PresignOptions,
+) -> Result<Presigned, Error> {
+    let resolved = state.resolve_object(ctx, locator)?;
+    let now = SystemTime::now();
+    match resolved.integration.delivery {
+        Delivery::Proxy => {
+            let base = base.as_ref().map_err(Clone::clone)?;
+            gateway_url::sign(state, ctx, base, locator, &resolved, options, now)
+        }
+        Delivery::Redirect => match ctx.caller.grant() {
+            Some(grant) => {
+                let left = grant.expires_at.saturating_sub(unix(now)).max(1);
+                let wanted = options
+                    .expires_s
+                    .unwrap_or(resolved.integration.presign_ttl_s);
+                let options = PresignOptions {
+                    expires_s: Some(wanted.min(left)),
+                    ..options.clone()
+                };
+                presign::presign(&resolved, &options).await
+            }
+            None => presign::presign(&resolved, options).await,
+        },
+    }
+}
+
+/// `POST /v1/grant` with `{"prefix":"s3://bucket/prefix/","expires":3600}`:
+/// a stateless, read-only grant for that prefix, within the caller's scope.
+async fn grant<B>(
+    state: &State,
+    ctx: &mut RequestContext,
+    request: Request<B>,
+) -> Result<Response<Body>, Error>
+where
+    B: hyper::body::Body<Data = Bytes> + Send,
+    B::Error: Into<BoxError>,
+{
+    let limits = &state.limits;
+    let body = read_body(request, limits.max_body_bytes, limits.body_timeout).await?;
+    let asked: GrantRequest =
+        serde_json::from_slice(&body).map_err(|e| Error::MalformedBody(e.to_string()))?;
+    let expires = asked.expires.unwrap_or(DEFAULT_GRANT_S);
+    presign::check_requested(expires)?;
+    state.resolve_str(ctx, &asked.prefix)?;
+    let grant = Grant {
+        client: ctx.caller.signing_name().to_owned(),
+        prefix: asked.prefix,
+        expires_at: unix(SystemTime::now()) + expires,
+    };
+    let body = serde_json::json!({
+        "grant": grant.encode(&state.auth.url_keys),
+        "prefix": grant.prefix,
+        "expires_at": grant.expires_at,
+    });
+    Ok(response::json(StatusCode::OK, body.to_string()))
+}
+
 /// `GET|HEAD /v1/object?locator=...`: 307 to a presigned URL, or the bytes
 /// streamed, as the integration's `delivery` says.
 async fn object<B>(
@@ -164,10 +248,13 @@ async fn object<B>(
     request: &Request<B>,
 ) -> Result<Response<Body>, Error> {
     let query = query(request, OBJECT_PARAMS)?;
-    let resolved = state.registry.resolve_object(query.require("locator")?)?;
+    let resolved = state.resolve_object(ctx, query.require("locator")?)?;
     let integration = &resolved.integration;
-    ctx.served_by(&integration.name);
     let mut options = presign_options(&query)?;
+    if ctx.caller.via == Via::SignedUrl {
+        // A signed URL's `expires` is its own expiry, not a lifetime.
+        options.expires_s = None;
+    }
     let head = request.method() == Method::HEAD;
     match integration.delivery {
         Delivery::Redirect => {
@@ -204,13 +291,7 @@ async fn list(
     ctx: &mut RequestContext,
     query: &Query,
 ) -> Result<Response<Body>, Error> {
-    let locator = query.require("locator")?;
-    let parsed = Locator::parse(locator).map_err(|reason| Error::InvalidLocator {
-        locator: locator.to_owned(),
-        reason,
-    })?;
-    let resolved = state.registry.resolve(&parsed)?;
-    ctx.served_by(&resolved.integration.name);
+    let resolved = state.resolve_str(ctx, query.require("locator")?)?;
     let request = ListRequest {
         delimiter: query.get("delimiter").map(str::to_owned),
         limit: query.get("limit").map(parse_limit).transpose()?,
@@ -300,6 +381,14 @@ where
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Error::BodyTooLarge { limit }),
         Err(e) => Err(Error::MalformedBody(format!("cannot read the body: {e}"))),
     }
+}
+
+/// Body of `POST /v1/grant`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrantRequest {
+    prefix: String,
+    expires: Option<u64>,
 }
 
 /// Body of `POST /v1/presign`.

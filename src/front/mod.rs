@@ -2,8 +2,10 @@
 //! (JSON under `/v1/`, the S3-compatible one everywhere else).
 
 pub mod app;
+pub mod authenticate;
 pub mod context;
 pub mod cors;
+pub mod gateway_url;
 pub mod json_api;
 pub mod listing;
 pub mod query;

@@ -28,9 +28,16 @@ pub fn json_error(error: &Error) -> Response<Body> {
 }
 
 /// Headers an error's status calls for, on either API: `Allow` on a 405, a
-/// 416's `Content-Range` (which tells the object's size).
+/// 416's `Content-Range` (which tells the object's size), the scheme a 401
+/// asks for.
 fn add_error_headers(error: &Error, headers: &mut http::HeaderMap) {
     match error {
+        Error::Unauthorized { .. } => {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"s3gate\""),
+            );
+        }
         Error::MethodNotAllowed { allowed, .. } => {
             headers.insert(header::ALLOW, HeaderValue::from_static(allowed));
         }

@@ -13,6 +13,7 @@ use crate::error::Error;
 use crate::locator::{percent_decode, validate_bucket_name, validate_key, Locator};
 use crate::upstream::endpoint::View;
 use crate::upstream::integration::Read;
+use crate::xml;
 
 /// Query parameters of GetObject/HeadObject passed to the store.
 const OBJECT_PARAMS: &[&str] = &[
@@ -72,6 +73,8 @@ pub enum Operation {
         /// The bucket.
         bucket: String,
     },
+    /// ListBuckets (`GET /`), answered locally with the caller's buckets.
+    ListBuckets,
 }
 
 impl Operation {
@@ -93,7 +96,11 @@ impl Operation {
             None => (rest, None),
         };
         if bucket.is_empty() {
-            return Err(refused("listing buckets"));
+            let query = Query::parse(query)?.without(is_ignored);
+            if *method != Method::GET || key.is_some() || !query.is_empty() {
+                return Err(refused("this request on the service"));
+            }
+            return Ok(Operation::ListBuckets);
         }
         validate_bucket_name(bucket).map_err(|reason| Error::InvalidLocator {
             locator: format!("/{bucket}"),
@@ -162,16 +169,13 @@ pub async fn handle<B>(
     ctx: &mut RequestContext,
     request: &Request<B>,
 ) -> Result<Response<Body>, Error> {
-    if !state.s3_anonymous {
-        return Err(Error::Unauthenticated);
-    }
     let method = request.method();
     let operation = Operation::parse(method, request.uri().path(), request.uri().query())?;
-    let registry = &state.registry;
     let headers = request.headers();
     let (resolved, read) = match &operation {
         Operation::Object { bucket, key, query } => {
-            let resolved = registry.resolve(&Locator::in_bucket(bucket.clone(), key.clone()))?;
+            let locator = Locator::in_bucket(bucket.clone(), key.clone());
+            let resolved = state.resolve(ctx, &locator)?;
             let read = Read {
                 method: method.clone(),
                 address: resolved.address(View::Dial),
@@ -182,7 +186,7 @@ pub async fn handle<B>(
         }
         Operation::List { bucket, query } => {
             let prefix = query.get("prefix").unwrap_or_default().to_owned();
-            let resolved = registry.resolve(&Locator::in_bucket(bucket.clone(), prefix))?;
+            let resolved = state.resolve(ctx, &Locator::in_bucket(bucket.clone(), prefix))?;
             let read = Read {
                 method: Method::GET,
                 address: resolved.bucket_address(),
@@ -192,7 +196,7 @@ pub async fn handle<B>(
             (resolved, read)
         }
         Operation::HeadBucket { bucket } => {
-            let resolved = registry.resolve_bucket(bucket)?;
+            let resolved = state.resolve_bucket(ctx, bucket)?;
             let read = Read {
                 method: Method::HEAD,
                 address: resolved.bucket_address(),
@@ -202,18 +206,54 @@ pub async fn handle<B>(
             (resolved, read)
         }
         Operation::Location { bucket } => {
-            let resolved = registry.resolve_bucket(bucket)?;
-            ctx.served_by(&resolved.integration.name);
-            return Ok(location(&resolved.integration.region));
+            let resolved = state.resolve_bucket(ctx, bucket)?;
+            return Ok(xml_response(location_xml(&resolved.integration.region)));
         }
+        Operation::ListBuckets => return list_buckets(state, ctx),
     };
-    ctx.served_by(&resolved.integration.name);
     resolved.integration.fetch(read).await
 }
 
-/// `GetBucketLocation`'s answer.
-fn location(region: &str) -> Response<Body> {
-    let mut response = Response::new(body::full(location_xml(region)));
+/// `ListBuckets`: the buckets the caller may read, named in the config (a
+/// client's own `buckets`, else those of its integrations).
+fn list_buckets(state: &State, ctx: &RequestContext) -> Result<Response<Body>, Error> {
+    let Some(client) = &ctx.caller.client else {
+        return Err(refused("listing buckets to anonymous callers"));
+    };
+    let mut names: Vec<&str> = state
+        .registry
+        .buckets()
+        .filter(|(bucket, integration)| client.permits_bucket(&integration.name, bucket))
+        .map(|(bucket, _)| bucket)
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    Ok(xml_response(list_buckets_xml(&names, &client.name)))
+}
+
+/// `ListBuckets`' answer.
+pub fn list_buckets_xml(buckets: &[&str], owner: &str) -> String {
+    use std::fmt::Write;
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ListAllMyBucketsResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
+    let owner = xml::escape(owner);
+    let _ = write!(
+        out,
+        "<Owner><ID>{owner}</ID><DisplayName>{owner}</DisplayName></Owner><Buckets>"
+    );
+    for bucket in buckets {
+        let _ = write!(
+            out,
+            "<Bucket><Name>{}</Name><CreationDate>1970-01-01T00:00:00.000Z</CreationDate></Bucket>",
+            xml::escape(bucket)
+        );
+    }
+    out.push_str("</Buckets></ListAllMyBucketsResult>");
+    out
+}
+
+/// An S3 XML answer made by the gateway itself.
+fn xml_response(xml: String) -> Response<Body> {
+    let mut response = Response::new(body::full(xml));
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/xml"),
@@ -300,9 +340,15 @@ mod tests {
             );
         }
         assert_eq!(
-            parse(Method::GET, "/", None).unwrap_err().s3_code(),
-            "AccessDenied"
+            parse(Method::GET, "/", None).unwrap(),
+            Operation::ListBuckets
         );
+        for (method, query) in [(Method::HEAD, None), (Method::GET, Some("acl"))] {
+            assert_eq!(
+                parse(method, "/", query).unwrap_err().s3_code(),
+                "AccessDenied"
+            );
+        }
     }
 
     #[test]

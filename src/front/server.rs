@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use super::app::App;
+pub use super::authenticate::Listener;
 use crate::config::TlsConfig;
 
 /// How long a client may take to send a request's headers.
@@ -24,6 +25,19 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Serves `app` on `listener` until `shutdown` resolves, then lets in-flight
 /// requests finish for at most `grace`.
 pub async fn serve(
+    listener: TcpListener,
+    app: Arc<App>,
+    tls: Option<TlsAcceptor>,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) -> io::Result<()> {
+    serve_as(Listener::Main, listener, app, tls, shutdown, grace).await
+}
+
+/// Serves the routes of `kind` (all, or `/metrics` and `/healthz` only) on
+/// `listener`, as [`serve`] does.
+pub async fn serve_as(
+    kind: Listener,
     listener: TcpListener,
     app: Arc<App>,
     tls: Option<TlsAcceptor>,
@@ -58,9 +72,9 @@ pub async fn serve(
         let tls = tls.clone();
         tokio::spawn(async move {
             let result = match tls {
-                None => serve_connection(&builder, stream, app, watcher).await,
+                None => serve_connection(&builder, stream, app, kind, watcher).await,
                 Some(acceptor) => match acceptor.accept(stream).await {
-                    Ok(stream) => serve_connection(&builder, stream, app, watcher).await,
+                    Ok(stream) => serve_connection(&builder, stream, app, kind, watcher).await,
                     Err(e) => {
                         tracing::debug!(%peer, error = %e, "TLS handshake failed");
                         return;
@@ -86,6 +100,7 @@ async fn serve_connection<S>(
     builder: &auto::Builder<TokioExecutor>,
     stream: S,
     app: Arc<App>,
+    kind: Listener,
     watcher: hyper_util::server::graceful::Watcher,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
 where
@@ -93,7 +108,7 @@ where
 {
     let service = service_fn(move |request| {
         let app = app.clone();
-        async move { Ok::<_, std::convert::Infallible>(app.handle(request).await) }
+        async move { Ok::<_, std::convert::Infallible>(app.handle_on(kind, request).await) }
     });
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     watcher.watch(connection.into_owned()).await

@@ -125,19 +125,20 @@ impl Registry {
         &self.integrations
     }
 
+    /// Every bucket named in the config, with the integration serving it.
+    pub fn buckets(&self) -> impl Iterator<Item = (&str, &Arc<Integration>)> {
+        let scoped = self.scoped.iter().map(|(b, i)| (b.as_str(), i));
+        let default = self
+            .default
+            .iter()
+            .flat_map(|(i, buckets)| buckets.iter().map(move |b| (b.as_str(), i)))
+            .filter(|(b, _)| !self.scoped.contains_key(*b));
+        scoped.chain(default)
+    }
+
     /// Parses a locator that must name an object, and resolves it.
     pub fn resolve_object(&self, locator: &str) -> Result<Resolved, Error> {
-        let parsed = Locator::parse(locator).map_err(|reason| Error::InvalidLocator {
-            locator: locator.to_owned(),
-            reason,
-        })?;
-        if parsed.key.is_empty() {
-            return Err(Error::InvalidLocator {
-                locator: locator.to_owned(),
-                reason: "names a bucket, not an object".into(),
-            });
-        }
-        self.resolve(&parsed)
+        self.resolve(&parse_object(locator)?)
     }
 
     /// The integration serving `locator`, or why none may.
@@ -202,6 +203,26 @@ impl Registry {
             }),
         }
     }
+}
+
+/// Parses a locator string.
+pub fn parse(locator: &str) -> Result<Locator, Error> {
+    Locator::parse(locator).map_err(|reason| Error::InvalidLocator {
+        locator: locator.to_owned(),
+        reason,
+    })
+}
+
+/// Parses a locator string that must name an object.
+pub fn parse_object(locator: &str) -> Result<Locator, Error> {
+    let parsed = parse(locator)?;
+    if parsed.key.is_empty() {
+        return Err(Error::InvalidLocator {
+            locator: locator.to_owned(),
+            reason: "names a bucket, not an object".into(),
+        });
+    }
+    Ok(parsed)
 }
 
 /// The upstream client for `integration`'s `ca_file`, or the shared one.
