@@ -689,3 +689,963 @@ fn percent_decode(raw: &str) -> Result<String, String> {
     }
     String::from_utf8(out).map_err(|_| "not UTF-8 once decoded".to_owned())
 }
+
+#[cfg(test)]
+// The assertion helpers take results by value: call sites read better.
+#[allow(clippy::needless_pass_by_value)]
+mod tests {
+    use std::borrow::Cow;
+
+    use aws_sigv4::http_request::{
+        sign, PayloadChecksumKind, PercentEncodingMode, SessionTokenMode, SignableBody,
+        SignableRequest, SignatureLocation, SigningSettings, UriPathNormalizationMode,
+    };
+    use aws_sigv4::sign::v4;
+    use http::HeaderValue;
+
+    use super::*;
+
+    const AKID: &str = "AKIDEXAMPLE";
+    const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+    const HOST_NAME: &str = "s3gate.example:9000";
+    /// 2023-11-14T22:13:20Z.
+    const T0: u64 = 1_700_000_000;
+
+    fn at(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    /// A request as the front receives it.
+    #[derive(Clone, Debug)]
+    struct Req {
+        method: Method,
+        uri: Uri,
+        headers: HeaderMap,
+    }
+
+    impl Req {
+        fn parse(&self) -> Result<Option<Claim>, Error> {
+            parse(&self.method, &self.uri, &self.headers)
+        }
+
+        /// Parses and verifies with `secret` at `now`.
+        fn check_with(&self, secret: &str, now: SystemTime) -> Result<(), Error> {
+            let claim = self.parse()?.expect("the request carries a claim");
+            assert_eq!(claim.access_key_id, AKID);
+            claim.verify(&self.method, &self.uri, &self.headers, secret, now)
+        }
+
+        fn check(&self, now: SystemTime) -> Result<(), Error> {
+            self.check_with(SECRET, now)
+        }
+
+        fn set(&mut self, name: &'static str, value: &str) {
+            self.headers
+                .insert(name, HeaderValue::from_str(value).unwrap());
+        }
+
+        fn authorization(&self) -> String {
+            self.headers[AUTHORIZATION].to_str().unwrap().to_owned()
+        }
+    }
+
+    /// What the client signs.
+    struct Sign<'a> {
+        method: &'a str,
+        /// Path and query, encoded as the client sends them.
+        target: &'a str,
+        headers: &'a [(&'a str, &'a str)],
+        body: SignableBody<'a>,
+        /// `Some(seconds)` presigns.
+        expires_in: Option<u64>,
+        /// Send a `Host` header with an origin-form target (HTTP/1); else the
+        /// host travels only in the URI's authority (HTTP/2).
+        host_header: bool,
+        time: SystemTime,
+    }
+
+    impl Default for Sign<'_> {
+        fn default() -> Self {
+            Sign {
+                method: "GET",
+                target: "/bucket/key",
+                headers: &[],
+                body: SignableBody::UnsignedPayload,
+                expires_in: None,
+                host_header: true,
+                time: at(T0),
+            }
+        }
+    }
+
+    /// Signs with aws-sigv4, configured for S3 as its SDKs sign.
+    fn signed(s: Sign<'_>) -> Req {
+        let identity =
+            aws_credential_types::Credentials::new(AKID, SECRET, None, None, "test").into();
+        let mut settings = SigningSettings::default();
+        settings.percent_encoding_mode = PercentEncodingMode::Single;
+        settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+        settings.session_token_mode = SessionTokenMode::Include;
+        match s.expires_in {
+            Some(secs) => {
+                settings.signature_location = SignatureLocation::QueryParams;
+                settings.expires_in = Some(Duration::from_secs(secs));
+                settings.payload_checksum_kind = PayloadChecksumKind::NoHeader;
+            }
+            None => {
+                settings.signature_location = SignatureLocation::Headers;
+                settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+            }
+        }
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region("us-east-1")
+            .name("s3")
+            .time(s.time)
+            .settings(settings)
+            .build()
+            .unwrap()
+            .into();
+        let url = format!("http://{HOST_NAME}{}", s.target);
+        let mut headers: Vec<(&str, &str)> = s.headers.to_vec();
+        if s.host_header {
+            headers.push(("host", HOST_NAME));
+        }
+        let signable = SignableRequest::new(
+            s.method,
+            Cow::Borrowed(url.as_str()),
+            headers.iter().copied(),
+            s.body,
+        )
+        .unwrap();
+        let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+        let mut builder = http::Request::builder().method(s.method).uri(url.as_str());
+        for (name, value) in &headers {
+            builder = builder.header(*name, *value);
+        }
+        let mut request = builder.body(()).unwrap();
+        instructions.apply_to_request_http1x(&mut request);
+        let (parts, ()) = request.into_parts();
+        let uri = if s.host_header {
+            // Origin form, as an HTTP/1 server sees it.
+            parts
+                .uri
+                .path_and_query()
+                .unwrap()
+                .as_str()
+                .parse()
+                .unwrap()
+        } else {
+            parts.uri
+        };
+        Req {
+            method: parts.method,
+            uri,
+            headers: parts.headers,
+        }
+    }
+
+    /// Client-side path encoding, written apart from the gateway's: RFC 3986
+    /// unreserved bytes and `/` kept, every other byte as `%XX`.
+    fn client_encode(path: &str) -> String {
+        path.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+                    char::from(b).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect()
+    }
+
+    fn header_signed(target: &str) -> Req {
+        signed(Sign {
+            target,
+            ..Sign::default()
+        })
+    }
+
+    fn presigned(target: &str, expires: u64) -> Req {
+        signed(Sign {
+            target,
+            expires_in: Some(expires),
+            ..Sign::default()
+        })
+    }
+
+    fn with_uri(req: &Req, uri: &str) -> Req {
+        Req {
+            uri: uri.parse().unwrap(),
+            ..req.clone()
+        }
+    }
+
+    fn assert_mismatch(result: Result<(), Error>, what: &str) {
+        assert!(
+            matches!(result, Err(Error::SignatureDoesNotMatch)),
+            "{what}: {result:?}"
+        );
+    }
+
+    fn assert_header_malformed(result: Result<Option<Claim>, Error>, what: &str) {
+        assert!(
+            matches!(result, Err(Error::AuthorizationHeaderMalformed { .. })),
+            "{what}: {result:?}"
+        );
+    }
+
+    fn assert_query_malformed(result: Result<Option<Claim>, Error>, what: &str) {
+        assert!(
+            matches!(result, Err(Error::AuthorizationQueryParametersError { .. })),
+            "{what}: {result:?}"
+        );
+    }
+
+    const KEYS: &[&str] = &[
+        "plain.txt",
+        "with space.txt",
+        "a+b+c",
+        "100%",
+        "100%25",
+        "tilde~file",
+        "café/日本語/ファイル.txt",
+        "emoji-😀.png",
+        "dir//double///triple",
+        "trailing/",
+        "./dot/../x",
+        "a=b&c=d?e#f",
+    ];
+
+    // -----------------------------------------------------------------------
+    // Signatures that verify
+
+    #[test]
+    fn header_signed_get_and_head_verify_for_awkward_keys() {
+        let bodies = [
+            (|| SignableBody::UnsignedPayload) as fn() -> SignableBody<'static>,
+            || SignableBody::Bytes(b""),
+        ];
+        let mut checked = 0;
+        for key in KEYS {
+            let target = client_encode(&format!("/bucket/{key}"));
+            for method in ["GET", "HEAD"] {
+                for body in bodies {
+                    for host_header in [true, false] {
+                        let req = signed(Sign {
+                            method,
+                            target: &target,
+                            body: body(),
+                            host_header,
+                            ..Sign::default()
+                        });
+                        let claim = req.parse().unwrap().unwrap();
+                        assert!(!claim.is_presigned());
+                        assert_eq!(claim.region(), "us-east-1");
+                        assert_eq!(
+                            claim.signed_headers(),
+                            ["host", "x-amz-content-sha256", "x-amz-date"]
+                        );
+                        req.check(at(T0))
+                            .unwrap_or_else(|e| panic!("{method} {target}: {e:?}"));
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(checked, KEYS.len() * 8);
+    }
+
+    #[test]
+    fn the_payload_hash_signed_is_the_one_sent() {
+        let unsigned = header_signed("/bucket/key");
+        assert_eq!(unsigned.headers[X_AMZ_CONTENT_SHA256], UNSIGNED_PAYLOAD);
+        let empty = signed(Sign {
+            body: SignableBody::Bytes(b""),
+            ..Sign::default()
+        });
+        assert_eq!(empty.headers[X_AMZ_CONTENT_SHA256], EMPTY_PAYLOAD_SHA256);
+        // Swapping one allowed value for the other breaks the signature.
+        let mut swapped = empty.clone();
+        swapped.set(X_AMZ_CONTENT_SHA256, UNSIGNED_PAYLOAD);
+        assert_mismatch(swapped.check(at(T0)), "payload hash swapped");
+    }
+
+    #[test]
+    fn list_query_verifies_and_its_values_are_signed() {
+        let req = header_signed("/bucket?list-type=2&prefix=a%2Fb&delimiter=%2F");
+        req.check(at(T0)).unwrap();
+        // The same parameters in another order and another (equivalent)
+        // encoding canonicalise alike.
+        with_uri(&req, "/bucket?delimiter=/&prefix=a/b&list-type=2")
+            .check(at(T0))
+            .unwrap();
+        for tampered in [
+            "/bucket?list-type=2&prefix=a%2Fc&delimiter=%2F",
+            "/bucket?list-type=2&prefix=a%2Fb",
+            "/bucket?list-type=2&prefix=a%2Fb&delimiter=%2F&max-keys=1",
+            "/bucket?list-type=2&prefix=a+b&delimiter=%2F",
+        ] {
+            assert_mismatch(with_uri(&req, tampered).check(at(T0)), tampered);
+        }
+    }
+
+    #[test]
+    fn plus_in_a_query_value_is_a_literal_plus() {
+        let req = header_signed("/bucket?prefix=a%2Bb");
+        req.check(at(T0)).unwrap();
+        with_uri(&req, "/bucket?prefix=a+b").check(at(T0)).unwrap();
+        assert_mismatch(
+            with_uri(&req, "/bucket?prefix=a%20b").check(at(T0)),
+            "space for plus",
+        );
+    }
+
+    #[test]
+    fn extra_signed_headers_are_canonicalised() {
+        let req = signed(Sign {
+            headers: &[("range", "bytes=0-9"), ("x-amz-meta-note", "  a   b  ")],
+            ..Sign::default()
+        });
+        let claim = req.parse().unwrap().unwrap();
+        assert_eq!(claim.signed_headers().len(), 5);
+        req.check(at(T0)).unwrap();
+        // Whitespace is canonicalised away ...
+        let mut spaced = req.clone();
+        spaced.set("x-amz-meta-note", "a b");
+        spaced.check(at(T0)).unwrap();
+        // ... values are not.
+        let mut tampered = req.clone();
+        tampered.set("range", "bytes=0-10");
+        assert_mismatch(tampered.check(at(T0)), "range changed");
+        // A second value is joined with `,` and so changes the signature.
+        let mut doubled = req.clone();
+        doubled
+            .headers
+            .append("range", HeaderValue::from_static("bytes=0-9"));
+        assert_mismatch(doubled.check(at(T0)), "range repeated");
+        // An unsigned header may change freely.
+        let mut unsigned = req;
+        unsigned.set("user-agent", "another");
+        unsigned.check(at(T0)).unwrap();
+    }
+
+    #[test]
+    fn presigned_get_verifies_until_it_expires() {
+        for key in KEYS {
+            let target = format!(
+                "{}?response-content-type=text%2Fplain",
+                client_encode(&format!("/bucket/{key}"))
+            );
+            let req = presigned(&target, 300);
+            let claim = req.parse().unwrap().unwrap();
+            assert!(claim.is_presigned());
+            assert_eq!(claim.signed_at(), at(T0));
+            req.check(at(T0))
+                .unwrap_or_else(|e| panic!("{target}: {e:?}"));
+            req.check(at(T0 + 300)).unwrap();
+            req.check(at(T0 - 14 * 60)).unwrap();
+            let expired = req.check(at(T0 + 301));
+            assert!(matches!(expired, Err(Error::RequestExpired)), "{expired:?}");
+            let early = req.check(at(T0 - 16 * 60));
+            assert!(
+                matches!(early, Err(Error::RequestTimeTooSkewed { max_skew_s: 900 })),
+                "{early:?}"
+            );
+        }
+        // Presigned without a Host header (HTTP/2).
+        signed(Sign {
+            expires_in: Some(60),
+            host_header: false,
+            ..Sign::default()
+        })
+        .check(at(T0))
+        .unwrap();
+    }
+
+    /// Signed by hand, with a `Date` header instead of `x-amz-date`; the
+    /// HMAC chain is computed here apart from the gateway's signer.
+    #[test]
+    fn the_date_header_stands_in_for_x_amz_date() {
+        use hmac::{Hmac, Mac};
+        fn hmac(key: &[u8], data: &str) -> Vec<u8> {
+            let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+            mac.update(data.as_bytes());
+            mac.finalize().into_bytes().to_vec()
+        }
+        let canonical = format!(
+            "GET\n/bucket/a%20b\n\ndate:Tue, 14 Nov 2023 22:13:20 GMT\nhost:{HOST_NAME}\nx-amz-content-sha256:UNSIGNED-PAYLOAD\n\ndate;host;x-amz-content-sha256\nUNSIGNED-PAYLOAD"
+        );
+        let string_to_sign = format!(
+            "AWS4-HMAC-SHA256\n20231114T221320Z\n20231114/us-east-1/s3/aws4_request\n{}",
+            canonical::sha256_hex(canonical.as_bytes())
+        );
+        let mut key = hmac(format!("AWS4{SECRET}").as_bytes(), "20231114");
+        for part in ["us-east-1", "s3", "aws4_request"] {
+            key = hmac(&key, part);
+        }
+        let signature = hex::encode(hmac(&key, &string_to_sign));
+        let mut req = Req {
+            method: Method::GET,
+            uri: "/bucket/a%20b".parse().unwrap(),
+            headers: HeaderMap::new(),
+        };
+        req.set("host", HOST_NAME);
+        req.set("date", "Tue, 14 Nov 2023 22:13:20 GMT");
+        req.set(X_AMZ_CONTENT_SHA256, UNSIGNED_PAYLOAD);
+        req.set(
+            "authorization",
+            &format!(
+                "AWS4-HMAC-SHA256 Credential={AKID}/20231114/us-east-1/s3/aws4_request, SignedHeaders=date;host;x-amz-content-sha256, Signature={signature}"
+            ),
+        );
+        req.check(at(T0)).unwrap();
+        let mut later = req.clone();
+        later.set("date", "Tue, 14 Nov 2023 22:13:21 GMT");
+        assert_mismatch(later.check(at(T0)), "date changed");
+        let mut bad = req;
+        bad.set("date", "Tuesday, 14-Nov-23 22:13:20 GMT");
+        assert_header_malformed(bad.parse(), "RFC 850 date");
+    }
+
+    // -----------------------------------------------------------------------
+    // Tampering
+
+    #[test]
+    fn a_wrong_secret_does_not_match() {
+        for req in [header_signed("/bucket/key"), presigned("/bucket/key", 60)] {
+            assert_mismatch(
+                req.check_with("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEz", at(T0)),
+                "wrong secret",
+            );
+            assert_mismatch(req.check_with("", at(T0)), "empty secret");
+        }
+    }
+
+    #[test]
+    fn changed_path_query_or_host_does_not_match() {
+        let header = header_signed("/bucket/a%20b?versionId=1");
+        let presign = presigned("/bucket/a%20b?versionId=1", 60);
+        header.check(at(T0)).unwrap();
+        presign.check(at(T0)).unwrap();
+        for req in [&header, &presign] {
+            let query = req.uri.query().unwrap();
+            for (what, uri) in [
+                ("path", format!("/bucket/a%20c?{query}")),
+                ("path plus for space", format!("/bucket/a+b?{query}")),
+                ("path slash added", format!("/bucket//a%20b?{query}")),
+                ("path dot segment", format!("/bucket/./a%20b?{query}")),
+                (
+                    "query value",
+                    format!(
+                        "/bucket/a%20b?{}",
+                        query.replace("versionId=1", "versionId=2")
+                    ),
+                ),
+                (
+                    "query added",
+                    format!("/bucket/a%20b?{query}&x-id=GetObject"),
+                ),
+            ] {
+                assert_mismatch(with_uri(req, &uri).check(at(T0)), what);
+            }
+            let mut host = req.clone();
+            host.set("host", "other.example:9000");
+            assert_mismatch(host.check(at(T0)), "host");
+            let mut method = req.clone();
+            method.method = Method::HEAD;
+            assert_mismatch(method.check(at(T0)), "method");
+        }
+        // HTTP/2: the authority is the host.
+        let h2 = signed(Sign {
+            host_header: false,
+            ..Sign::default()
+        });
+        h2.check(at(T0)).unwrap();
+        assert_mismatch(
+            with_uri(&h2, "http://other.example:9000/bucket/key").check(at(T0)),
+            "authority",
+        );
+    }
+
+    #[test]
+    fn a_changed_signature_does_not_match() {
+        let req = header_signed("/bucket/key");
+        let auth = req.authorization();
+        let (head, sig) = auth.rsplit_once("Signature=").unwrap();
+        let flipped = format!(
+            "{head}Signature={}{}",
+            if sig.starts_with('0') { '1' } else { '0' },
+            &sig[1..]
+        );
+        for tampered in [
+            flipped,
+            format!("{head}Signature={}", &sig[..63]),
+            format!("{auth}0"),
+        ] {
+            let mut r = req.clone();
+            r.set("authorization", &tampered);
+            assert_mismatch(r.check(at(T0)), "signature");
+        }
+    }
+
+    #[test]
+    fn time_is_checked_against_the_skew() {
+        let req = header_signed("/bucket/key");
+        req.check(at(T0 + 14 * 60)).unwrap();
+        req.check(at(T0 - 14 * 60)).unwrap();
+        for now in [
+            at(T0 + 16 * 60),
+            at(T0 - 16 * 60),
+            at(0),
+            at(T0 + 86_400 * 365),
+        ] {
+            let result = req.check(now);
+            assert!(
+                matches!(result, Err(Error::RequestTimeTooSkewed { max_skew_s: 900 })),
+                "{now:?}: {result:?}"
+            );
+        }
+        // The time is signed: moving it within the skew breaks the signature.
+        let mut moved = req;
+        moved.set("x-amz-date", "20231114T221321Z");
+        assert_mismatch(moved.check(at(T0)), "x-amz-date changed");
+    }
+
+    #[test]
+    fn presigned_time_and_expiry_are_signed() {
+        let req = presigned("/bucket/key", 60);
+        let query = req.uri.query().unwrap().to_owned();
+        for (what, changed) in [
+            (
+                "expires",
+                query.replace("X-Amz-Expires=60", "X-Amz-Expires=61"),
+            ),
+            ("date", query.replace("T221320Z", "T221321Z")),
+        ] {
+            assert_ne!(changed, query);
+            assert_mismatch(
+                with_uri(&req, &format!("/bucket/key?{changed}")).check(at(T0)),
+                what,
+            );
+        }
+    }
+
+    // -----------------------------------------------------------------------
+    // Malformed claims
+
+    #[test]
+    fn no_credential_at_all_is_none() {
+        let mut req = header_signed("/bucket/key?X-Amz-Date=20231114T221320Z&X-Amz-Expires=5");
+        req.headers.remove(AUTHORIZATION);
+        assert!(req.parse().unwrap().is_none());
+        let bare = with_uri(&req, "/bucket/key?x-amz-signature=lowercase&%ZZ=1");
+        assert!(bare.parse().unwrap().is_none());
+        // Each query credential parameter alone makes a claim (a malformed one).
+        for name in [X_AMZ_ALGORITHM, X_AMZ_SIGNATURE, X_AMZ_CREDENTIAL] {
+            let one = with_uri(&req, &format!("/bucket/key?{name}=x"));
+            assert_query_malformed(one.parse(), name);
+        }
+    }
+
+    fn replace_authorization(req: &Req, from: &str, to: &str) -> Req {
+        let auth = req.authorization();
+        assert!(auth.contains(from), "{auth} lacks {from}");
+        let mut r = req.clone();
+        r.set("authorization", &auth.replacen(from, to, 1));
+        r
+    }
+
+    #[test]
+    fn malformed_authorization_headers_are_refused() {
+        let req = header_signed("/bucket/key");
+        req.check(at(T0)).unwrap();
+        let auth = req.authorization();
+        let credential = format!("Credential={AKID}/20231114/us-east-1/s3/aws4_request, ");
+        for (what, from, to) in [
+            ("missing Credential", credential.as_str(), ""),
+            ("missing SignedHeaders", "SignedHeaders=", "Signed="),
+            ("bad algorithm", "AWS4-HMAC-SHA256", "AWS4-HMAC-SHA512"),
+            (
+                "no space after the algorithm",
+                "AWS4-HMAC-SHA256 ",
+                "AWS4-HMAC-SHA256",
+            ),
+            ("service ec2", "/s3/aws4_request", "/ec2/aws4_request"),
+            ("terminal", "/aws4_request", "/aws5_request"),
+            ("scope date", "/20231114/", "/20231115/"),
+            ("bad scope date", "/20231114/", "/2023111x/"),
+            (
+                "short credential",
+                "/us-east-1/s3/aws4_request",
+                "/s3/aws4_request",
+            ),
+            (
+                "empty access key",
+                "Credential=AKIDEXAMPLE/",
+                "Credential=/",
+            ),
+            ("unsigned host", "SignedHeaders=host;", "SignedHeaders="),
+            (
+                "uppercase signed header",
+                "SignedHeaders=host;",
+                "SignedHeaders=Host;",
+            ),
+            (
+                "repeated signed header",
+                "SignedHeaders=host;",
+                "SignedHeaders=host;host;",
+            ),
+            (
+                "empty signed header",
+                "SignedHeaders=host;",
+                "SignedHeaders=host;;",
+            ),
+            (
+                "missing signed header",
+                "SignedHeaders=host;",
+                "SignedHeaders=host;range;",
+            ),
+            ("non-hex signature", "Signature=", "Signature=zz"),
+            (
+                "repeated component",
+                "SignedHeaders=",
+                "Signature=ab, SignedHeaders=",
+            ),
+            (
+                "unknown component",
+                "SignedHeaders=",
+                "Foo=bar, SignedHeaders=",
+            ),
+        ] {
+            assert_ne!(auth, auth.replacen(from, to, 1), "{what}");
+            let r = replace_authorization(&req, from, to);
+            // Refused by `parse`, or else (a signed header the request lacks) by `verify`.
+            match r.parse() {
+                Ok(Some(claim)) => {
+                    let result = claim.verify(&r.method, &r.uri, &r.headers, SECRET, at(T0));
+                    assert!(
+                        matches!(result, Err(Error::AuthorizationHeaderMalformed { .. })),
+                        "{what}: {result:?}"
+                    );
+                }
+                other => assert_header_malformed(other, what),
+            }
+        }
+        for (what, value) in [
+            ("empty", String::new()),
+            ("sigv2", format!("AWS {AKID}:c2lnbmF0dXJl")),
+            ("bearer", "Bearer token".to_owned()),
+            (
+                "huge",
+                format!("{auth}, {}", "x".repeat(MAX_AUTHORIZATION_LEN)),
+            ),
+        ] {
+            let mut r = req.clone();
+            r.set("authorization", &value);
+            assert_header_malformed(r.parse(), what);
+        }
+        let mut two = req.clone();
+        two.headers
+            .append(AUTHORIZATION, HeaderValue::from_str(&auth).unwrap());
+        assert_header_malformed(two.parse(), "two Authorization headers");
+        let mut non_utf8 = req;
+        non_utf8.headers.insert(
+            AUTHORIZATION,
+            HeaderValue::from_bytes(b"AWS4-HMAC-SHA256 \xff").unwrap(),
+        );
+        assert_header_malformed(non_utf8.parse(), "non-UTF-8");
+    }
+
+    #[test]
+    fn too_many_signed_headers_are_refused() {
+        let req = header_signed("/bucket/key");
+        let names = |n: usize| -> String { (0..n).map(|i| format!("x-h{i:02};")).collect() };
+        // 64 names pass the parser (and fail later: the request lacks them) ...
+        let r = replace_authorization(
+            &req,
+            "SignedHeaders=host;",
+            &format!("SignedHeaders={}host;", names(61)),
+        );
+        assert_eq!(r.parse().unwrap().unwrap().signed_headers().len(), 64);
+        // ... 65 do not.
+        let r = replace_authorization(
+            &req,
+            "SignedHeaders=host;",
+            &format!("SignedHeaders={}host;", names(62)),
+        );
+        assert_header_malformed(r.parse(), "65 signed headers");
+    }
+
+    #[test]
+    fn dates_and_payload_hashes_are_checked() {
+        let req = header_signed("/bucket/key");
+        for bad in [
+            "20231314T221320Z",
+            "20230230T000000Z",
+            "20231114T241320Z",
+            "20231114T221360Z",
+            "20231114 221320Z",
+            "20231114T221320",
+            "2023-11-14T22:13:20Z",
+            "+0231114T221320Z",
+            "19691231T235959Z",
+        ] {
+            let mut r = req.clone();
+            r.set("x-amz-date", bad);
+            assert_header_malformed(r.parse(), bad);
+        }
+        let mut missing = req.clone();
+        missing.headers.remove("x-amz-date");
+        assert_header_malformed(missing.parse(), "no x-amz-date");
+        let mut other_day = req.clone();
+        other_day.set("x-amz-date", "20231115T000000Z");
+        assert_header_malformed(
+            other_day.parse(),
+            "x-amz-date on another day than the scope",
+        );
+
+        for bad in [
+            "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+            "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+            "unsigned-payload",
+            &"0".repeat(64),
+            "",
+        ] {
+            let mut r = req.clone();
+            r.set(X_AMZ_CONTENT_SHA256, bad);
+            let result = r.parse();
+            if let Err(Error::AuthorizationHeaderMalformed { reason }) = &result {
+                assert!(
+                    reason.contains("GET and HEAD") || reason.contains("missing"),
+                    "{reason}"
+                );
+            }
+            assert_header_malformed(result, bad);
+        }
+        let mut no_hash = req;
+        no_hash.headers.remove(X_AMZ_CONTENT_SHA256);
+        assert_header_malformed(no_hash.parse(), "no x-amz-content-sha256");
+    }
+
+    fn replace_query(req: &Req, from: &str, to: &str) -> Req {
+        let target = req.uri.path_and_query().unwrap().as_str();
+        assert!(target.contains(from), "{target} lacks {from}");
+        with_uri(req, &target.replacen(from, to, 1))
+    }
+
+    #[test]
+    fn malformed_presigned_queries_are_refused() {
+        let req = presigned("/bucket/key?a=1", 60);
+        req.check(at(T0)).unwrap();
+        let credential = format!("{AKID}%2F20231114%2Fus-east-1%2Fs3%2Faws4_request");
+        for (what, from, to) in [
+            ("expires 0", "X-Amz-Expires=60", "X-Amz-Expires=0"),
+            ("expires 604801", "X-Amz-Expires=60", "X-Amz-Expires=604801"),
+            (
+                "expires huge",
+                "X-Amz-Expires=60",
+                "X-Amz-Expires=99999999999999999999",
+            ),
+            ("expires negative", "X-Amz-Expires=60", "X-Amz-Expires=-1"),
+            ("expires words", "X-Amz-Expires=60", "X-Amz-Expires=sixty"),
+            ("expires missing", "X-Amz-Expires=60", "X-Amz-Expire=60"),
+            (
+                "credential missing",
+                "X-Amz-Credential=",
+                "X-Amz-Credentials=",
+            ),
+            ("service ec2", "%2Fs3%2F", "%2Fec2%2F"),
+            ("scope date", "%2F20231114%2F", "%2F20231115%2F"),
+            ("credential shape", &credential, "AKIDEXAMPLE"),
+            (
+                "bad date",
+                "X-Amz-Date=20231114T221320Z",
+                "X-Amz-Date=20231114T221380Z",
+            ),
+            ("date missing", "X-Amz-Date=", "X-Amz-Dates="),
+            (
+                "algorithm",
+                "X-Amz-Algorithm=AWS4-HMAC-SHA256",
+                "X-Amz-Algorithm=AWS4-HMAC-SHA1",
+            ),
+            (
+                "unsigned host",
+                "X-Amz-SignedHeaders=host",
+                "X-Amz-SignedHeaders=range",
+            ),
+            (
+                "signed headers missing",
+                "X-Amz-SignedHeaders=",
+                "X-Amz-SignedHeader=",
+            ),
+            ("signature not hex", "X-Amz-Signature=", "X-Amz-Signature=g"),
+            (
+                "signature repeated",
+                "X-Amz-Signature=",
+                "X-Amz-Signature=00&X-Amz-Signature=",
+            ),
+            ("bad escape", "X-Amz-Credential=", "X-Amz-Credential=%G0"),
+        ] {
+            assert_query_malformed(replace_query(&req, from, to).parse(), what);
+        }
+        // A 65th signed header.
+        let names: String = (0..64).map(|i| format!("%3Bx-h{i:02}")).collect();
+        let many = replace_query(
+            &req,
+            "X-Amz-SignedHeaders=host",
+            &format!("X-Amz-SignedHeaders=host{names}"),
+        );
+        assert_query_malformed(many.parse(), "65 signed headers");
+        // A signed header the request lacks.
+        let lacking = replace_query(
+            &req,
+            "X-Amz-SignedHeaders=host",
+            "X-Amz-SignedHeaders=host%3Brange",
+        );
+        let claim = lacking.parse().unwrap().unwrap();
+        let result = claim.verify(
+            &lacking.method,
+            &lacking.uri,
+            &lacking.headers,
+            SECRET,
+            at(T0),
+        );
+        assert!(
+            matches!(result, Err(Error::AuthorizationQueryParametersError { .. })),
+            "{result:?}"
+        );
+        // Both a header and a query signature.
+        let mut both = req;
+        both.headers.insert(
+            AUTHORIZATION,
+            header_signed("/bucket/key").headers[AUTHORIZATION].clone(),
+        );
+        assert_query_malformed(both.parse(), "both forms");
+    }
+
+    #[test]
+    fn undecodable_paths_and_queries_are_refused_not_guessed() {
+        for target in ["/bucket/%ZZ", "/bucket/%E", "/bucket/%FF"] {
+            let req = with_uri(&header_signed("/bucket/key"), target);
+            let claim = req.parse().unwrap().unwrap();
+            let result = claim.verify(&req.method, &req.uri, &req.headers, SECRET, at(T0));
+            assert!(
+                matches!(result, Err(Error::AuthorizationHeaderMalformed { .. })),
+                "{target}: {result:?}"
+            );
+        }
+        let req = with_uri(&header_signed("/bucket/key"), "/bucket/key?prefix=%C3");
+        let claim = req.parse().unwrap().unwrap();
+        let result = claim.verify(&req.method, &req.uri, &req.headers, SECRET, at(T0));
+        assert!(
+            matches!(result, Err(Error::AuthorizationQueryParametersError { .. })),
+            "{result:?}"
+        );
+    }
+
+    #[test]
+    fn messages_and_debug_never_show_the_signature_or_secret() {
+        let header = header_signed("/bucket/key");
+        let presign = presigned("/bucket/key", 60);
+        let auth = header.authorization();
+        let (_, signature) = auth.rsplit_once("Signature=").unwrap();
+        let claim = header.parse().unwrap().unwrap();
+        let debug = format!("{claim:?}");
+        assert!(debug.contains(AKID), "{debug}");
+        assert!(!debug.contains(signature), "{debug}");
+        let mut errors = vec![
+            header.check_with("wrong", at(T0)).unwrap_err(),
+            replace_authorization(&header, "/s3/", "/ec2/")
+                .parse()
+                .unwrap_err(),
+            replace_authorization(&header, "SignedHeaders=host;", "SignedHeaders=")
+                .parse()
+                .unwrap_err(),
+            replace_query(&presign, "X-Amz-Expires=60", "X-Amz-Expires=0")
+                .parse()
+                .unwrap_err(),
+        ];
+        errors.push(presign.check(at(T0 + 61)).unwrap_err());
+        for e in errors {
+            let message = e.to_string();
+            for secret in [signature, SECRET, "AWS4-HMAC-SHA256\n"] {
+                assert!(!message.contains(secret), "{message}");
+            }
+        }
+    }
+
+    /// Every prefix of valid claims, and byte substitutions in them, parse
+    /// and verify to a result, never a panic.
+    #[test]
+    fn mangled_claims_never_panic() {
+        let header = signed(Sign {
+            target: "/bucket/k%C3%A9y?list-type=2&prefix=a%2Fb",
+            headers: &[("range", "bytes=0-9")],
+            ..Sign::default()
+        });
+        let auth = header.authorization();
+        let presign = presigned("/bucket/k%C3%A9y?a=%2B", 60);
+        let target = presign.uri.path_and_query().unwrap().as_str().to_owned();
+        let mut seen = 0;
+        for cut in 0..=auth.len() {
+            for replacement in ["", "%", "/", ";", ",", "=", " ", "é"] {
+                let Some(prefix) = auth.get(..cut) else {
+                    continue;
+                };
+                let rest = auth.get(cut + 1..).unwrap_or("");
+                let mut r = header.clone();
+                let Ok(v) = HeaderValue::from_str(&format!("{prefix}{replacement}{rest}")) else {
+                    continue;
+                };
+                r.headers.insert(AUTHORIZATION, v);
+                if let Ok(Some(claim)) = r.parse() {
+                    let _ = claim.verify(&r.method, &r.uri, &r.headers, SECRET, at(T0));
+                }
+                seen += 1;
+            }
+        }
+        for cut in 0..=target.len() {
+            for replacement in ["", "%", "&", "=", "%3B", "+", "%FF"] {
+                let (Some(prefix), rest) = (target.get(..cut), target.get(cut + 1..).unwrap_or(""))
+                else {
+                    continue;
+                };
+                let Ok(uri) = format!("{prefix}{replacement}{rest}").parse::<Uri>() else {
+                    continue;
+                };
+                let r = Req {
+                    uri,
+                    ..presign.clone()
+                };
+                if let Ok(Some(claim)) = r.parse() {
+                    let _ = claim.verify(&r.method, &r.uri, &r.headers, SECRET, at(u64::MAX / 4));
+                    let _ = claim.verify(&r.method, &r.uri, &r.headers, SECRET, at(0));
+                }
+                seen += 1;
+            }
+        }
+        assert!(seen > 1000, "{seen}");
+    }
+
+    #[test]
+    fn time_parsers() {
+        assert_eq!(parse_amz_date("20231114T221320Z"), Some(at(T0)));
+        assert_eq!(parse_amz_date("19700101T000000Z"), Some(at(0)));
+        assert_eq!(parse_amz_date("20240229T235959Z"), Some(at(1_709_251_199)));
+        assert_eq!(parse_amz_date("20230229T000000Z"), None);
+        assert_eq!(
+            parse_amz_date("99991231T235959Z"),
+            Some(at(253_402_300_799))
+        );
+        assert_eq!(parse_amz_date("2023111４T221320Z"), None);
+        assert_eq!(
+            parse_http_date("Tue, 14 Nov 2023 22:13:20 GMT"),
+            Some(at(T0))
+        );
+        assert_eq!(parse_http_date("Tue, 14 Nov 2023 22:13:20 UTC"), None);
+        assert_eq!(parse_http_date("Tue, 14 Foo 2023 22:13:20 GMT"), None);
+        assert_eq!(parse_http_date("Tue, 14 Nov 2023 22:13:20 GMT "), None);
+        assert_eq!(parse_http_date("Tue, 1é Nov 2023 22:13:20 GM"), None);
+    }
+}
