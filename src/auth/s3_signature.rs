@@ -991,13 +991,25 @@ mod tests {
     }
 
     #[test]
-    fn plus_in_a_query_value_is_a_literal_plus() {
-        let req = header_signed("/bucket?prefix=a%2Bb");
+    fn plus_in_a_query_or_path_is_a_literal_plus() {
+        let req = header_signed("/bucket?prefix=a%2Bb%2F");
         req.check(at(T0)).unwrap();
-        with_uri(&req, "/bucket?prefix=a+b").check(at(T0)).unwrap();
+        with_uri(&req, "/bucket?prefix=a+b/").check(at(T0)).unwrap();
+        with_uri(&req, "/bucket?prefix=a+b%2F")
+            .check(at(T0))
+            .unwrap();
         assert_mismatch(
-            with_uri(&req, "/bucket?prefix=a%20b").check(at(T0)),
+            with_uri(&req, "/bucket?prefix=a%20b%2F").check(at(T0)),
             "space for plus",
+        );
+        // In the path too: a literal `+` is the `%2B` the client signed.
+        let path = header_signed("/bucket/a%2Bb%20c");
+        with_uri(&path, "/bucket/a+b%20c").check(at(T0)).unwrap();
+        let path = header_signed("/bucket/a%2Bb");
+        with_uri(&path, "/bucket/a+b").check(at(T0)).unwrap();
+        assert_mismatch(
+            with_uri(&path, "/bucket/a%20b").check(at(T0)),
+            "space for plus in the path",
         );
     }
 
