@@ -335,3 +335,200 @@ async fn demo_serves_a_presigned_url_that_curl_downloads() {
         access[0]
     );
 }
+
+#[test]
+fn token_prints_a_fresh_token_and_the_line_that_admits_it() {
+    let run = || {
+        let out = s3gate(&["token"]).output().unwrap();
+        assert!(out.status.success());
+        let text = String::from_utf8(out.stdout).unwrap();
+        let token = text
+            .lines()
+            .find_map(|l| l.strip_prefix("token: "))
+            .unwrap()
+            .to_owned();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("token_sha256 = "))
+            .unwrap()
+            .to_owned();
+        (token, line)
+    };
+    let (token, line) = run();
+    assert!(
+        token.starts_with("s3gt_") && token.len() == 5 + 64,
+        "{token}"
+    );
+    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(token.as_bytes()));
+    assert_eq!(line, format!("token_sha256 = [\"{digest}\"]"));
+    assert_ne!(run().0, token, "every token is fresh");
+
+    // The line is config: `check` accepts it and says what the URL key means.
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "{}\n[[clients]]\nname = \"backend\"\nintegrations = [\"*\"]\n{line}\n",
+        default_integration("http://127.0.0.1:9000", &["media"])
+    );
+    let config = write_config(dir.path(), &text);
+    let out = s3gate(&["check", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("ok (1 integrations, 1 clients)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("warning: no [server] url_signing_keys_env or url_signing_keys_file"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(&token));
+}
+
+/// Every line the child prints until it exits (bounded).
+fn drain(lines: &mut Lines) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut all = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.0.recv_timeout(left) {
+            Ok(line) => all.push(line),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return all,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!("output did not end"),
+        }
+    }
+}
+
+fn addr_after(line: &str, marker: &str) -> std::net::SocketAddr {
+    line.split(marker).nth(1).unwrap().trim().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_with_clients_names_them_in_the_log_never_their_secrets() {
+    let store = FsStore::start().await;
+    store.put("media", "task/a.png", b"image bytes");
+    let token = "s3gt_cli-test-token-0123456789";
+    let client_secret = "client-secret-never-logged-0123";
+    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(token.as_bytes()));
+    let dir = tempfile::tempdir().unwrap();
+    let text = ConfigBuilder::store(&store.url(), &["media"])
+        .integration("delivery", "proxy")
+        .set("server", "listen", "127.0.0.1:0")
+        .set("server", "metrics_listen", "127.0.0.1:0")
+        .client(table([
+            ("name", "backend".into()),
+            ("token_sha256", vec![digest].into()),
+            ("access_key_id", "S3GATECLIENT00000001".into()),
+            ("secret_access_key_env", "S3GATE_CLIENT_SECRET".into()),
+            ("integrations", vec!["*"].into()),
+        ]))
+        .build();
+    let config = write_config(dir.path(), &text);
+    let mut child = s3gate(&["serve", "--config", config.to_str().unwrap()])
+        .env("S3GATE_LOG", "debug")
+        .env("S3GATE_CLIENT_SECRET", client_secret)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = Lines::of(child.stderr.take().unwrap());
+    let main = addr_after(
+        &wait_for_line(&mut stderr, "listening on http://"),
+        "listening on http://",
+    );
+    let metrics = addr_after(
+        &wait_for_line(&mut stderr, "metrics listening on http://"),
+        "metrics listening on http://",
+    );
+
+    let http = client();
+    let presign = format!("http://{main}/v1/presign?locator=s3://media/task/a.png");
+    let body: serde_json::Value = http
+        .get(&presign)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let url = body["url"].as_str().unwrap().to_owned();
+    let sig = url.rsplit("sig=").next().unwrap().to_owned();
+    assert_eq!(
+        http.get(&url)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            .as_ref(),
+        b"image bytes"
+    );
+    let grant: serde_json::Value = http
+        .post(format!("http://{main}/v1/grant"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({"prefix": "s3://media/task/"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let grant = grant["grant"].as_str().unwrap().to_owned();
+    let by_grant = format!("http://{main}/v1/object?locator=s3://media/task/a.png&grant={grant}");
+    assert_eq!(http.get(&by_grant).send().await.unwrap().status(), 200);
+    let wrong = http
+        .get(&presign)
+        .bearer_auth(format!("{token}x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+
+    // /metrics: on its own listener without a token, not on the main one.
+    let page = http
+        .get(format!("http://{metrics}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.unwrap();
+    assert!(
+        page.contains("client=\"backend\",route=\"presign\",status=\"200\"} 1"),
+        "{page}"
+    );
+    assert_eq!(
+        http.get(format!("http://{main}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let elsewhere = http
+        .get(format!(
+            "http://{metrics}/v1/presign?locator=s3://media/task/a.png"
+        ))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(elsewhere.status(), 404);
+
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let log = drain(&mut stderr).join("\n");
+    assert_eq!(
+        wait_exit(&mut child, Duration::from_secs(15)).code(),
+        Some(0)
+    );
+    assert!(log.contains("client=backend via=token"), "{log}");
+    assert!(log.contains("client=backend via=signed-url"), "{log}");
+    assert!(log.contains("client=backend via=grant"), "{log}");
+    for secret in [token, client_secret, &sig, &grant, SECRET_KEY] {
+        assert!(!log.contains(secret), "the log holds a secret: {secret}");
+    }
+}

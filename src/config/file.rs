@@ -472,7 +472,7 @@ impl ServerConfig {
         if let Some(url) = &self.public_url {
             validate_endpoint_url(url).map_err(|m| invalid(ctx(), "public_url", m))?;
         }
-        if self.metrics_listen == Some(self.listen) {
+        if self.listen.port() != 0 && self.metrics_listen == Some(self.listen) {
             return Err(invalid(
                 ctx(),
                 "metrics_listen",

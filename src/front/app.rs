@@ -216,7 +216,7 @@ impl App {
             path = %ctx.path,
             status = status.as_u16(),
             client = %ctx.caller,
-            via = ctx.caller.via_label(),
+            via = %ctx.caller.via_label(),
             integration = %ctx.integration().unwrap_or("-"),
             micros,
         );

@@ -57,6 +57,28 @@ impl ConfigBuilder {
         self
     }
 
+    /// Appends a `[[clients]]` entry.
+    pub fn client(mut self, client: Value) -> Self {
+        let clients = self
+            .root
+            .entry("clients")
+            .or_insert_with(|| Value::Array(Vec::new()));
+        clients
+            .as_array_mut()
+            .expect("clients is an array")
+            .push(client);
+        self
+    }
+
+    /// Appends an `[[integrations]]` entry.
+    pub fn add_integration(mut self, integration: Value) -> Self {
+        self.root["integrations"]
+            .as_array_mut()
+            .expect("integrations is an array")
+            .push(integration);
+        self
+    }
+
     /// Serves the S3 API without client authentication.
     pub fn s3_anonymous(self) -> Self {
         self.set("s3_api", "anonymous", true)
