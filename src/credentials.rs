@@ -45,6 +45,8 @@ pub enum CredentialSource {
 pub struct Role {
     id: RoleId,
     arn: String,
+    /// The integration(s) using it, as metrics name it (never the ARN).
+    label: String,
     external_id: Option<String>,
     session_name: String,
     duration_s: Option<u64>,
@@ -224,8 +226,9 @@ impl SourcesBuilder {
         }
     }
 
-    /// The source for one integration: static keys, or a (possibly shared) role.
-    pub async fn source(&mut self, config: &CredentialsConfig) -> CredentialSource {
+    /// The source for the integration `name`: static keys, or a (possibly
+    /// shared) role, labelled in metrics by the first integration using it.
+    pub async fn source(&mut self, name: &str, config: &CredentialsConfig) -> CredentialSource {
         let role = match config {
             CredentialsConfig::Static(keys) => {
                 return CredentialSource::Static(Arc::new(Credentials::new(
@@ -258,6 +261,7 @@ impl SourcesBuilder {
         let role = Arc::new(Role {
             id,
             arn: key.arn.clone(),
+            label: name.to_owned(),
             external_id: key.external_id.clone(),
             session_name: key.session_name.clone(),
             duration_s: key.duration_s,
@@ -436,7 +440,10 @@ impl Sessions {
 
     /// One AssumeRole call; records its outcome for the backoff.
     async fn assume(&self, role: &Role) -> Result<Arc<Session>, StsFailure> {
-        self.metrics.sts_calls.with_label_values(&[&role.arn]).inc();
+        self.metrics
+            .sts_calls
+            .with_label_values(&[&role.label])
+            .inc();
         let started = self.clock.now();
         let result = self.sts.assume(role).await;
         let mut health = self.health.lock().unwrap_or_else(PoisonError::into_inner);
@@ -468,7 +475,7 @@ impl Sessions {
             Err(failure) => {
                 self.metrics
                     .sts_failures
-                    .with_label_values(&[&role.arn, &failure.code])
+                    .with_label_values(&[&role.label, &failure.code])
                     .inc();
                 h.failures += 1;
                 let delay = backoff(h.failures, &self.tuning, &self.jitter);
@@ -700,6 +707,7 @@ mod tests {
                 Arc::new(Role {
                     id,
                     arn: format!("arn:aws:iam::123456789012:role/r{id}"),
+                    label: format!("i{id}"),
                     external_id: Some("ext".into()),
                     session_name: "s3gate".into(),
                     duration_s: None,
@@ -893,7 +901,7 @@ mod tests {
             role(other, "e1", None),
             role(arn, "e1", Some("http://127.0.0.1:9")),
         ] {
-            match builder.source(&config).await {
+            match builder.source("i", &config).await {
                 CredentialSource::Role(r) => ids.push(r.id),
                 CredentialSource::Static(_) => panic!("a role"),
             }

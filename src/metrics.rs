@@ -10,9 +10,9 @@ pub struct Metrics {
     registry: Registry,
     /// Requests by route, status and client (`-` for anonymous).
     pub requests: IntCounterVec,
-    /// AssumeRole calls by role.
+    /// AssumeRole calls by integration (the first one using the role).
     pub sts_calls: IntCounterVec,
-    /// Failed AssumeRole calls by role and STS error code.
+    /// Failed AssumeRole calls by integration and STS error code.
     pub sts_failures: IntCounterVec,
     /// Credential lookups answered from the session cache.
     pub credential_hits: IntCounter,
@@ -47,12 +47,17 @@ impl Metrics {
             &["route", "status", "client"],
         )
         .expect("valid metric");
-        let sts_calls =
-            IntCounterVec::new(Opts::new("sts_calls_total", "AssumeRole calls"), &["role"])
-                .expect("valid metric");
+        let sts_calls = IntCounterVec::new(
+            Opts::new("sts_calls_total", "AssumeRole calls by integration"),
+            &["integration"],
+        )
+        .expect("valid metric");
         let sts_failures = IntCounterVec::new(
-            Opts::new("sts_failures_total", "failed AssumeRole calls"),
-            &["role", "code"],
+            Opts::new(
+                "sts_failures_total",
+                "failed AssumeRole calls by integration",
+            ),
+            &["integration", "code"],
         )
         .expect("valid metric");
         let credential_hits = IntCounter::new(

@@ -50,6 +50,7 @@ fn example_config_is_valid() {
         .unwrap();
     let config = Config::parse(&text).unwrap_or_else(|e| panic!("config.example.toml: {e}"));
     assert_eq!(config.integrations.len(), 2);
+    assert_eq!(config.clients.len(), 2);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime
         .block_on(App::new(config))

@@ -76,7 +76,11 @@ impl Registry {
         let mut sources = SourcesBuilder::new(config.identity, config.sts);
         let mut built = Vec::with_capacity(config.integrations.len());
         for integration in &config.integrations {
-            built.push(sources.source(&integration.credentials).await);
+            built.push(
+                sources
+                    .source(&integration.name, &integration.credentials)
+                    .await,
+            );
         }
         let sessions = sources.finish(metrics.clone());
         let shared = Arc::new(upstream_client(config.upstream, None)?);

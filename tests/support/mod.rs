@@ -49,8 +49,9 @@ pub fn init() {
         std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
         std::env::set_var("AWS_ENDPOINT_URL", "http://127.0.0.1:9");
         std::env::set_var(SECRET_ENV, SECRET_KEY);
-        // config.example.toml reads its MinIO secret from here.
+        // config.example.toml reads its MinIO and client secrets from here.
         std::env::set_var("MINIO_SECRET_KEY", "example-secret");
+        std::env::set_var("S3GATE_TOOLS_SECRET", "example-client-secret");
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_env("S3GATE_TEST_LOG"))
             .with_test_writer()
