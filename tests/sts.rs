@@ -210,7 +210,7 @@ async fn concurrent_cold_requests_make_one_assume_role_call() {
         metrics.contains("s3gate_sts_calls_total{integration=\"first\"} 1"),
         "{metrics}"
     );
-    assert!(!metrics.contains(&world.role_arn()), "{metrics}");
+    assert!(!metrics.contains(world.role_arn()), "{metrics}");
     assert!(
         metrics.contains("s3gate_credential_expiry_seconds{integration=\"first\"}"),
         "{metrics}"
