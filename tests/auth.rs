@@ -661,3 +661,136 @@ fn config_keeps_an_anonymous_gateway_on_loopback() {
         "{error}"
     );
 }
+
+const TOOLS_KEY: &str = "S3GATECLIENT00000001";
+
+/// A gateway whose S3 front takes the `tools` client's keys: bucket media,
+/// prefix public/.
+async fn s3_gateway(store: &FsStore) -> (Gateway, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("tools-secret");
+    std::fs::write(&secret, "tools-secret-0123456789\n").unwrap();
+    let mut tools = client_entry("tools", &["store"]);
+    tools.remove("token_sha256");
+    tools.insert("access_key_id".into(), TOOLS_KEY.into());
+    tools.insert(
+        "secret_access_key_file".into(),
+        secret.to_str().unwrap().into(),
+    );
+    tools.insert("buckets".into(), vec!["media"].into());
+    tools.insert("prefixes".into(), vec!["public/"].into());
+    let config = ConfigBuilder::store(&store.url(), &["media", "other"])
+        .client(tools.into())
+        .client(client_entry("wide", &["*"]).into())
+        .build();
+    (Gateway::start(&config).await, dir)
+}
+
+/// A header-signed S3 request to the gateway, as of `time`.
+async fn s3_get(
+    gateway: &Gateway,
+    key_id: &str,
+    secret: &str,
+    path: &str,
+    time: SystemTime,
+) -> (u16, String) {
+    let creds = s3gate::sigv4::Credentials::new(key_id, secret, None, None);
+    let host = gateway.addr.to_string();
+    let encoded = s3gate::sigv4::encode_path(path);
+    let signed = s3gate::sigv4::sign_headers(
+        &creds,
+        &s3gate::sigv4::SigningRequest {
+            method: "GET",
+            host: &host,
+            path: &encoded,
+            query: &[],
+            region: "us-east-1",
+            service: "s3",
+            time,
+        },
+    );
+    let response = client()
+        .get(gateway.url(&encoded))
+        .header("authorization", signed.authorization)
+        .header("x-amz-date", signed.amz_date)
+        .header("x-amz-content-sha256", signed.content_sha256)
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+fn s3_code(xml: &str) -> &str {
+    xml.split("<Code>")
+        .nth(1)
+        .and_then(|r| r.split("</Code>").next())
+        .unwrap_or("")
+}
+
+#[tokio::test]
+async fn the_s3_front_takes_client_signatures_within_their_scope() {
+    let store = seeded_store().await;
+    let (gateway, _dir) = s3_gateway(&store).await;
+    let now = SystemTime::now();
+    let secret = "tools-secret-0123456789";
+    let (status, body) = s3_get(&gateway, TOOLS_KEY, secret, "/media/public/a.txt", now).await;
+    assert_eq!((status, body.as_str()), (200, "bytes of public/a.txt"));
+    // ListBuckets names the client's buckets only.
+    let (status, body) = s3_get(&gateway, TOOLS_KEY, secret, "/", now).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("<Name>media</Name>") && !body.contains("<Name>other</Name>"),
+        "{body}"
+    );
+
+    let before = store.requests();
+    let skewed = now - Duration::from_secs(20 * 60);
+    for (key_id, secret, path, time, status, code) in [
+        (
+            TOOLS_KEY,
+            "wrong-secret-0123456789",
+            "/media/public/a.txt",
+            now,
+            403,
+            "SignatureDoesNotMatch",
+        ),
+        (
+            "S3GATEUNKNOWN0000000",
+            secret,
+            "/media/public/a.txt",
+            now,
+            403,
+            "InvalidAccessKeyId",
+        ),
+        (
+            TOOLS_KEY,
+            secret,
+            "/media/public/a.txt",
+            skewed,
+            403,
+            "RequestTimeTooSkewed",
+        ),
+        (
+            TOOLS_KEY,
+            secret,
+            "/media/private/b.txt",
+            now,
+            403,
+            "AccessDenied",
+        ),
+        (TOOLS_KEY, secret, "/other/o.txt", now, 403, "AccessDenied"),
+    ] {
+        let (got, body) = s3_get(&gateway, key_id, secret, path, time).await;
+        assert_eq!((got, s3_code(&body)), (status, code), "{path}: {body}");
+        assert!(!body.contains(secret), "{body}");
+    }
+    // Unsigned, and with a bearer token (the JSON API's credential): refused.
+    let (status, _, body) = get(&gateway.url("/media/public/a.txt"), None).await;
+    assert_eq!(
+        (status, s3_code(&String::from_utf8(body).unwrap())),
+        (403, "AccessDenied")
+    );
+    let (status, _, _) = get(&gateway.url("/media/public/a.txt"), Some(&token("wide"))).await;
+    assert_eq!(status, 400, "a bearer header is not a SigV4 signature");
+    assert_eq!(store.requests(), before, "refusals reached the store");
+}
