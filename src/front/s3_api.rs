@@ -312,6 +312,25 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_delimiter_is_no_delimiter() {
+        // rclone lists recursively with `delimiter=`; S3 reads that as no
+        // delimiter, and some stores would split on the empty string.
+        for raw in ["delimiter=&max-keys=1000&prefix=", "list-type=2&delimiter="] {
+            let Operation::List { query, .. } = parse(Method::GET, "/media", Some(raw)).unwrap()
+            else {
+                panic!("{raw}: not a listing");
+            };
+            assert!(!query.has("delimiter"), "{raw}: {query:?}");
+        }
+        let Operation::List { query, .. } =
+            parse(Method::GET, "/media", Some("delimiter=%2F")).unwrap()
+        else {
+            panic!("not a listing");
+        };
+        assert_eq!(query.get("delimiter"), Some("/"));
+    }
+
+    #[test]
     fn writes_and_other_operations_are_refused() {
         for method in [Method::PUT, Method::POST, Method::DELETE, Method::PATCH] {
             let e = parse(method, "/media/k", None).unwrap_err();
