@@ -127,6 +127,13 @@ impl Operation {
             }
             _ => {
                 only(&query, LIST_PARAMS)?;
+                // S3 reads an empty delimiter as none (rclone sends one to
+                // list recursively); a store could split on the empty string.
+                let query = if query.get("delimiter") == Some("") {
+                    query.without(|name| name == "delimiter")
+                } else {
+                    query
+                };
                 if query.get("list-type").is_some_and(|v| v != "2") {
                     return Err(Error::InvalidParameter {
                         name: "list-type",
