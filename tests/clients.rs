@@ -211,13 +211,13 @@ fn check_pages(what: &str, got: &Value, keys: &[String], prefixes: &[String], pa
     }
 }
 
-/// Runs `boto3_check.py MODE` against `gateway` with `plan` (in `workdir`);
-/// it must succeed, and its JSON summary is returned.
-async fn boto3_check(gateway: &Gateway, workdir: &Path, mode: &str, plan: &Value) -> Value {
+/// Runs `boto3_check.py MODE` against the gateway at `endpoint` with `plan`
+/// (in `workdir`); it must succeed, and its JSON summary is returned.
+async fn boto3_check(endpoint: &str, workdir: &Path, mode: &str, plan: &Value) -> Value {
     std::fs::write(workdir.join("plan.json"), plan.to_string()).unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/boto3_check.py");
     let mut cmd = client_command(&venv_bin("python"));
-    cmd.arg(script).arg(mode).arg(gateway.url("")).arg(workdir);
+    cmd.arg(script).arg(mode).arg(endpoint).arg(workdir);
     let what = format!("boto3 {mode}");
     let output = run_ok(cmd, &what).await;
     serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
@@ -279,7 +279,7 @@ async fn boto3_reads_ranges_listings_and_downloads() {
             "start_after": start_after,
         },
     });
-    let out = boto3_check(&gateway, workdir.path(), "reads", &plan).await;
+    let out = boto3_check(&gateway.url(""), workdir.path(), "reads", &plan).await;
 
     for (key, data) in &objects {
         let got = &out["objects"][key];
@@ -458,7 +458,7 @@ async fn boto3_writes_and_other_operations_are_refused_before_the_store() {
         "other_bucket": "not-served",
     });
     let before = store.requests();
-    let out = boto3_check(&gateway, workdir.path(), "writes", &plan).await;
+    let out = boto3_check(&gateway.url(""), workdir.path(), "writes", &plan).await;
     assert_eq!(
         store.requests(),
         before,
@@ -715,4 +715,640 @@ async fn aws_cli_lists_copies_and_is_refused_writes() {
         &std::fs::read(bucket.join("top.txt")).unwrap(),
         data_of("top.txt")
     );
+}
+
+// The S3 front with client keys: `[s3_api] anonymous = false` and
+// `[[clients]]` with SigV4 keys, the gateway run as the `s3gate serve`
+// process so that its whole log (at debug level) can be searched.
+
+/// The client reading `media` and `shared`.
+const READER_KEY: &str = "AKIAS3GATEREADER01";
+const READER_SECRET: &str = "reader-secret/With+Symbols=0123";
+/// The client reading `shared/public/…` only.
+const SCOPED_KEY: &str = "AKIAS3GATESCOPED02";
+const SCOPED_SECRET: &str = "scoped-secret/Other+Symbols=4567";
+/// A secret no client has, used with the reader's key.
+const WRONG_SECRET: &str = "not-the-reader-secret/0123456789";
+/// A key no client has.
+const UNKNOWN_KEY: &str = "AKIAS3GATEUNKNOWN3";
+const UNKNOWN_SECRET: &str = "unknown-client-secret/987654321";
+
+/// The buckets of the keyed gateway's one integration.
+const KEYED_BUCKETS: &[&str] = &["media", "private", "shared"];
+/// The object most checks read: a key that must be encoded in the path.
+const KEYED_OBJECT: &str = "docs/caf\u{e9} report.bin";
+
+fn keyed_plan() -> Value {
+    json!({
+        "keys": {
+            "reader": {"id": READER_KEY, "secret": READER_SECRET},
+            "scoped": {"id": SCOPED_KEY, "secret": SCOPED_SECRET},
+        },
+        "wrong_secret": WRONG_SECRET,
+        "unknown_key": {"id": UNKNOWN_KEY, "secret": UNKNOWN_SECRET},
+        "bucket": "media",
+        "key": KEYED_OBJECT,
+        "range": "bytes=100-1099",
+        "prefix": "docs/",
+        "other_bucket": "private",
+        "scoped_bucket": "shared",
+        "scoped_key": "public/p.txt",
+        "scoped_prefix": "public/",
+        "outside_key": "secret/s.txt",
+    })
+}
+
+/// The objects of the keyed store: (bucket, key, bytes).
+fn keyed_objects() -> Vec<(&'static str, &'static str, Vec<u8>)> {
+    vec![
+        ("media", KEYED_OBJECT, pseudo_random(5000, 31)),
+        ("media", "docs/b.txt", pseudo_random(300, 32)),
+        ("media", "docs/sub/c.txt", pseudo_random(200, 33)),
+        ("media", "top.txt", pseudo_random(100, 34)),
+        ("shared", "public/p.txt", pseudo_random(400, 35)),
+        ("shared", "secret/s.txt", pseudo_random(500, 36)),
+        (
+            "private",
+            "docs/caf\u{e9} report.bin",
+            pseudo_random(600, 37),
+        ),
+    ]
+}
+
+fn keyed_store_data(bucket: &str, key: &str) -> Vec<u8> {
+    keyed_objects()
+        .into_iter()
+        .find(|(b, k, _)| *b == bucket && *k == key)
+        .unwrap()
+        .2
+}
+
+async fn keyed_store() -> FsStore {
+    let store = FsStore::start().await;
+    for (bucket, key, data) in keyed_objects() {
+        store.put(bucket, key, &data);
+    }
+    store
+}
+
+/// `s3gate serve` in front of `store`, with the two clients; its stderr is
+/// collected in `log`.
+struct KeyedGateway {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+    settled: u32,
+    _dir: tempfile::TempDir,
+}
+
+impl KeyedGateway {
+    async fn start(store: &FsStore) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let secret_file = |name: &str, secret: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, secret).unwrap();
+            toml::Value::from(path.to_str().unwrap()).to_string()
+        };
+        let mut config = support::config::ConfigBuilder::store(&store.url(), KEYED_BUCKETS)
+            .set("server", "listen", "127.0.0.1:0")
+            .set("s3_api", "anonymous", false)
+            .build();
+        config.push_str(&format!(
+            "\n[[clients]]\nname = \"reader\"\naccess_key_id = \"{READER_KEY}\"\nsecret_access_key_file = {}\nintegrations = [\"*\"]\nbuckets = [\"media\", \"shared\"]\n\n[[clients]]\nname = \"scoped\"\naccess_key_id = \"{SCOPED_KEY}\"\nsecret_access_key_file = {}\nintegrations = [\"store\"]\nbuckets = [\"shared\"]\nprefixes = [\"public/\"]\n",
+            secret_file("reader.secret", READER_SECRET),
+            secret_file("scoped.secret", SCOPED_SECRET),
+        ));
+        let config_path = dir.path().join("s3gate.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let mut child = std::process::Command::new(binary())
+            .arg("serve")
+            .arg("--config")
+            .arg(&config_path)
+            .env(SECRET_ENV, SECRET_KEY)
+            .env("S3GATE_LOG", "debug")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut tx = Some(tx);
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { return };
+                if let Some(addr) = line.split("listening on http://").nth(1) {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(addr.trim().parse::<std::net::SocketAddr>().unwrap());
+                    }
+                }
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let addr = tokio::time::timeout(Duration::from_secs(20), rx)
+            .await
+            .expect("the gateway reports its address within 20 s")
+            .expect("the gateway starts");
+        Self {
+            child,
+            addr,
+            log,
+            settled: 0,
+            _dir: dir,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// The log once every request sent so far is in it: a marker request is
+    /// sent, and the log read (bounded) until its line appears.
+    async fn settled_log(&mut self) -> String {
+        self.settled += 1;
+        let marker = format!("/v1/log-marker-{}", self.settled);
+        let (status, _) = fetch(&self.url(&marker)).await;
+        assert_ne!(status, 200, "{marker}");
+        let needle = format!("path={marker}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let log = self.log.lock().unwrap().clone();
+            if log.contains(&needle) {
+                return log;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the gateway did not log {marker} within 20 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The log holds no secret and none of `signatures`, nor anything that
+    /// looks like a SigV4 signature (64 hex digits), yet shows S3 requests.
+    /// The log itself is never printed: it is what is being checked for leaks.
+    async fn check_log(&mut self, signatures: &[String]) {
+        let log = self.settled_log().await;
+        assert!(
+            log.contains("via=\"s3-key\"") && log.contains("client=reader"),
+            "the gateway log shows no request of the reader ({} bytes)",
+            log.len()
+        );
+        for (what, secret) in [
+            ("the reader's secret", READER_SECRET),
+            ("the scoped client's secret", SCOPED_SECRET),
+            ("the wrong secret", WRONG_SECRET),
+            ("the unknown key's secret", UNKNOWN_SECRET),
+            ("the store's secret", SECRET_KEY),
+        ] {
+            assert!(!log.contains(secret), "the gateway log holds {what}");
+        }
+        for (i, signature) in signatures.iter().enumerate() {
+            assert_eq!(signature.len(), 64, "signature {i} is not SigV4");
+            assert!(
+                !log.contains(signature.as_str()),
+                "the gateway log holds signature {i} of the clients"
+            );
+        }
+        let hex_run = log
+            .as_bytes()
+            .split(|b| !b.is_ascii_hexdigit())
+            .map(<[u8]>::len)
+            .max()
+            .unwrap_or(0);
+        assert!(
+            hex_run < 64,
+            "the gateway log holds a run of {hex_run} hex digits (a signature?)"
+        );
+    }
+}
+
+impl Drop for KeyedGateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn signatures_of(out: &Value) -> Vec<String> {
+    strings(&out["signatures"])
+}
+
+fn assert_refused(what: &str, got: &Value, status: u16, code: &str) {
+    assert_eq!(got["status"], status, "{what}: {got}");
+    assert_eq!(got["code"], code, "{what}: {got}");
+}
+
+/// `s3gate serve` with `[s3_api] anonymous = false` and two keyed clients.
+/// boto3 with the reader's key: GetObject (byte-exact), HeadObject,
+/// ListObjectsV2 with a prefix and a delimiter, a Range read; the scoped
+/// client reads and lists inside its prefix; ListBuckets shows each client
+/// exactly its buckets. The AWS CLI with the reader's key: `aws s3 ls
+/// s3://media/`, `aws s3 cp s3://media/KEY -` byte-exact, `aws s3 ls` (the
+/// reader's buckets; the scoped client's), and `aws s3 ls s3://private/`
+/// refused. The gateway's log holds no secret and no signature.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn client_keys_read_list_and_see_only_their_buckets() {
+    let store = keyed_store().await;
+    let mut gateway = KeyedGateway::start(&store).await;
+    let endpoint = gateway.url("");
+    let workdir = tempfile::tempdir().unwrap();
+    let out = boto3_check(&endpoint, workdir.path(), "keyed-reads", &keyed_plan()).await;
+    let data = keyed_store_data("media", KEYED_OBJECT);
+
+    let get = &out["get"];
+    assert_eq!(get["status"], 200, "{get}");
+    assert_eq!(get["length"], data.len(), "{get}");
+    assert_eq!(get["sha256"], sha256_hex(&data), "GetObject body");
+    let head = &out["head"];
+    assert_eq!(head["status"], 200, "{head}");
+    assert_eq!(head["content_length"], data.len(), "{head}");
+    assert_eq!(
+        head["etag"],
+        format!("\"{}\"", get["md5"].as_str().unwrap()),
+        "HeadObject ETag is the MD5 of the body: {head}"
+    );
+    let range = &out["range"];
+    assert_eq!(range["status"], 206, "{range}");
+    assert_eq!(range["length"], 1000, "{range}");
+    assert_eq!(
+        range["content_range"],
+        format!("bytes 100-1099/{}", data.len()),
+        "{range}"
+    );
+    assert_eq!(range["sha256"], sha256_hex(&data[100..1100]), "{range}");
+    assert_eq!(
+        out["list"],
+        json!({"keys": ["docs/b.txt", KEYED_OBJECT], "prefixes": ["docs/sub/"]}),
+        "ListObjectsV2 prefix=docs/ delimiter=/"
+    );
+    assert_eq!(
+        out["scoped_get"]["sha256"],
+        sha256_hex(&keyed_store_data("shared", "public/p.txt")),
+        "the scoped client reads inside its prefix"
+    );
+    assert_eq!(out["scoped_list"], json!(["public/p.txt"]));
+    assert_eq!(
+        out["buckets"],
+        json!({"reader": ["media", "shared"], "scoped": ["shared"]}),
+        "ListBuckets"
+    );
+    let signatures = signatures_of(&out);
+    // Eight requests of the reader and the scoped client, at least.
+    assert!(signatures.len() >= 8, "{} signatures", signatures.len());
+
+    let aws = |key: &str, secret: &str, args: &[&str]| {
+        let mut cmd = client_command(&venv_bin("aws"));
+        cmd.env("AWS_ACCESS_KEY_ID", key)
+            .env("AWS_SECRET_ACCESS_KEY", secret)
+            .arg("--endpoint-url")
+            .arg(&endpoint)
+            .args(args);
+        cmd
+    };
+    let out = run_ok(
+        aws(READER_KEY, READER_SECRET, &["s3", "ls", "s3://media/"]),
+        "aws s3 ls s3://media/",
+    )
+    .await;
+    let (prefixes, objects) = parse_ls(&String::from_utf8(out.stdout).unwrap());
+    assert_eq!(prefixes, ["docs/"]);
+    assert_eq!(objects, [("top.txt".to_owned(), 100)]);
+
+    let out = run_ok(
+        aws(
+            READER_KEY,
+            READER_SECRET,
+            &["s3", "cp", &format!("s3://media/{KEYED_OBJECT}"), "-"],
+        ),
+        "aws s3 cp s3://media/KEY -",
+    )
+    .await;
+    assert!(
+        out.stdout == data,
+        "aws s3 cp -: {} bytes differ from the {} stored",
+        out.stdout.len(),
+        data.len()
+    );
+
+    let bucket_names = |stdout: Vec<u8>| -> Vec<String> {
+        String::from_utf8(stdout)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| l.rsplit(' ').next().unwrap().to_owned())
+            .collect()
+    };
+    let out = run_ok(aws(READER_KEY, READER_SECRET, &["s3", "ls"]), "aws s3 ls").await;
+    assert_eq!(bucket_names(out.stdout), ["media", "shared"]);
+    let out = run_ok(
+        aws(SCOPED_KEY, SCOPED_SECRET, &["s3", "ls"]),
+        "aws s3 ls (scoped)",
+    )
+    .await;
+    assert_eq!(bucket_names(out.stdout), ["shared"]);
+
+    let before = store.requests();
+    let out = run(
+        aws(READER_KEY, READER_SECRET, &["s3", "ls", "s3://private/"]),
+        "aws s3 ls s3://private/",
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "aws s3 ls s3://private/ succeeded");
+    assert!(stderr.contains("AccessDenied"), "{stderr}");
+    assert_eq!(
+        store.requests(),
+        before,
+        "a refused listing reached the store"
+    );
+
+    gateway.check_log(&signatures).await;
+}
+
+/// Every refusal of the keyed S3 front, each on the first attempt, and none
+/// reaches the store: a wrong secret (SignatureDoesNotMatch), an unknown key
+/// (InvalidAccessKeyId), a bucket the client lacks and a key or listing
+/// outside its prefixes (AccessDenied), no signature at all (AccessDenied),
+/// a signature made 20 minutes ago (RequestTimeTooSkewed); all 403. The
+/// gateway's log holds none of the secrets or signatures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn client_key_refusals_never_reach_the_store() {
+    let store = keyed_store().await;
+    let mut gateway = KeyedGateway::start(&store).await;
+    let workdir = tempfile::tempdir().unwrap();
+    let before = store.requests();
+    let out = boto3_check(
+        &gateway.url(""),
+        workdir.path(),
+        "keyed-refusals",
+        &keyed_plan(),
+    )
+    .await;
+    assert_eq!(
+        store.requests(),
+        before,
+        "a refused request reached the store"
+    );
+    for op in [
+        "wrong_secret_get",
+        "wrong_secret_list",
+        "wrong_secret_list_buckets",
+    ] {
+        assert_refused(op, &out[op], 403, "SignatureDoesNotMatch");
+    }
+    for op in ["unknown_key_get", "unknown_key_list_buckets"] {
+        assert_refused(op, &out[op], 403, "InvalidAccessKeyId");
+    }
+    for op in [
+        "other_bucket_get",
+        "other_bucket_list",
+        "outside_prefix_get",
+        "outside_prefix_list",
+        "scoped_other_bucket_get",
+        "unsigned_get",
+        "unsigned_list",
+        "unsigned_list_buckets",
+    ] {
+        assert_refused(op, &out[op], 403, "AccessDenied");
+    }
+    // HEAD has no body: the status is all botocore sees.
+    assert_eq!(
+        out["other_bucket_head"]["status"], 403,
+        "{}",
+        out["other_bucket_head"]
+    );
+    for op in ["skewed_get", "skewed_list"] {
+        assert_refused(op, &out[op], 403, "RequestTimeTooSkewed");
+    }
+    let signatures = signatures_of(&out);
+    assert!(signatures.len() >= 12, "{} signatures", signatures.len());
+    gateway.check_log(&signatures).await;
+}
+
+/// The `<Code>` of an S3 XML error body.
+fn s3_error_code(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    text.split("<Code>")
+        .nth(1)
+        .and_then(|rest| rest.split("</Code>").next())
+        .unwrap_or_else(|| panic!("no <Code> in {text}"))
+        .to_owned()
+}
+
+/// The value of query parameter `name` in `url`.
+fn query_param(url: &str, name: &str) -> String {
+    let query = url.split_once('?').unwrap().1;
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == name)
+        .unwrap_or_else(|| panic!("no {name} in a presigned URL"))
+        .1
+        .into_owned()
+}
+
+/// A boto3-presigned GetObject URL with the reader's key, fetched by a plain
+/// HTTP client: 200 and the object's bytes. The same URL with one character
+/// of X-Amz-Signature changed, or with another key in its path, is 403
+/// SignatureDoesNotMatch; a URL valid for 1 s, once that second is past, is
+/// 403. No refused URL reaches the store, and the log holds no signature.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn presigned_urls_of_a_client_key() {
+    let store = keyed_store().await;
+    let mut gateway = KeyedGateway::start(&store).await;
+    let workdir = tempfile::tempdir().unwrap();
+    let mut plan = keyed_plan();
+    plan["expires"] = json!({"valid": 300, "short": 1});
+    let out = boto3_check(&gateway.url(""), workdir.path(), "keyed-presign", &plan).await;
+    // The short URL was signed no later than now.
+    let signed_by = std::time::SystemTime::now();
+    let valid = out["valid"].as_str().unwrap().to_owned();
+    let short = out["short"].as_str().unwrap().to_owned();
+    let encoded_key = "/media/docs/caf%C3%A9%20report.bin";
+    assert!(
+        valid.starts_with(&gateway.url(encoded_key)),
+        "the URL is not path-style on the gateway"
+    );
+    assert_eq!(query_param(&valid, "X-Amz-Expires"), "300");
+    assert!(query_param(&valid, "X-Amz-Credential").starts_with(READER_KEY));
+
+    let data = keyed_store_data("media", KEYED_OBJECT);
+    let before = store.requests();
+    let (status, body) = fetch(&valid).await;
+    assert_eq!(status, 200, "the presigned URL: {}", s3_error_code(&body));
+    assert!(body == data, "the presigned URL's body differs");
+    assert!(store.requests() > before, "the object came from the store");
+
+    let signature = query_param(&valid, "X-Amz-Signature");
+    let last = signature.chars().last().unwrap();
+    let flipped = format!(
+        "{}{}",
+        &signature[..signature.len() - 1],
+        if last == '0' { '1' } else { '0' }
+    );
+    let tampered_signature = valid.replace(&signature, &flipped);
+    assert_ne!(tampered_signature, valid);
+    let other_key = valid.replace(encoded_key, "/media/docs/b.txt");
+    assert_ne!(other_key, valid);
+    let before = store.requests();
+    for (what, url) in [
+        ("a changed signature", &tampered_signature),
+        ("another key", &other_key),
+    ] {
+        let (status, body) = fetch(url).await;
+        assert_eq!(status, 403, "{what}");
+        assert_eq!(s3_error_code(&body), "SignatureDoesNotMatch", "{what}");
+    }
+    assert_eq!(store.requests(), before, "a tampered URL reached the store");
+
+    // Wait (bounded, reading the clock only) until the 1 s URL is past.
+    let past = signed_by + Duration::from_secs(2);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::time::SystemTime::now() <= past {
+        assert!(Instant::now() < deadline, "the clock did not advance");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, body) = fetch(&short).await;
+    assert_eq!(status, 403, "an expired URL");
+    assert_eq!(s3_error_code(&body), "AccessDenied", "an expired URL");
+    assert_eq!(store.requests(), before, "an expired URL reached the store");
+
+    let signatures = vec![signature, flipped, query_param(&short, "X-Amz-Signature")];
+    gateway.check_log(&signatures).await;
+}
+
+/// rclone (Debian's, which scripts/test installs): an S3 remote of provider
+/// `Other` configured by environment variables alone, path style, with a
+/// client's key. `rclone lsf` of a prefix and of the bucket, `rclone cat`
+/// byte-exact; a bucket the client lacks and a key outside the scoped
+/// client's prefix fail without reaching the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rclone_reads_with_a_client_key() {
+    let rclone = Path::new("/usr/bin/rclone");
+    assert!(
+        rclone.exists(),
+        "{} is missing: run scripts/test, which installs Debian's rclone",
+        rclone.display()
+    );
+    let store = keyed_store().await;
+    let mut gateway = KeyedGateway::start(&store).await;
+    let home = tempfile::tempdir().unwrap();
+    let endpoint = gateway.url("");
+    let rclone_cmd = |key: &str, secret: &str, args: &[&str]| {
+        let mut cmd = client_command(rclone);
+        for (name, value) in [
+            ("TYPE", "s3"),
+            ("PROVIDER", "Other"),
+            ("ACCESS_KEY_ID", key),
+            ("SECRET_ACCESS_KEY", secret),
+            ("ENDPOINT", endpoint.as_str()),
+            ("FORCE_PATH_STYLE", "true"),
+            ("REGION", "us-east-1"),
+        ] {
+            cmd.env(format!("RCLONE_CONFIG_GW_{name}"), value);
+        }
+        cmd.env("HOME", home.path())
+            .env("XDG_CACHE_HOME", home.path().join("cache"))
+            .env("RCLONE_CONFIG", home.path().join("rclone.conf"))
+            .args(["--retries", "1", "--low-level-retries", "1"])
+            .args(args);
+        cmd
+    };
+
+    let out = run_ok(
+        rclone_cmd(READER_KEY, READER_SECRET, &["lsf", "gw:media/docs/"]),
+        "rclone lsf gw:media/docs/",
+    )
+    .await;
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "b.txt\ncaf\u{e9} report.bin\nsub/\n"
+    );
+    let out = run_ok(
+        rclone_cmd(READER_KEY, READER_SECRET, &["lsf", "-R", "gw:media"]),
+        "rclone lsf -R gw:media",
+    )
+    .await;
+    // rclone prints the directories it derives after the objects.
+    let mut lines: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "docs/",
+            "docs/b.txt",
+            "docs/caf\u{e9} report.bin",
+            "docs/sub/",
+            "docs/sub/c.txt",
+            "top.txt"
+        ]
+    );
+    let out = run_ok(
+        rclone_cmd(
+            READER_KEY,
+            READER_SECRET,
+            &["cat", &format!("gw:media/{KEYED_OBJECT}")],
+        ),
+        "rclone cat",
+    )
+    .await;
+    let data = keyed_store_data("media", KEYED_OBJECT);
+    assert!(
+        out.stdout == data,
+        "rclone cat: {} bytes differ from the {} stored",
+        out.stdout.len(),
+        data.len()
+    );
+    let out = run_ok(
+        rclone_cmd(
+            SCOPED_KEY,
+            SCOPED_SECRET,
+            &["cat", "gw:shared/public/p.txt"],
+        ),
+        "rclone cat (scoped)",
+    )
+    .await;
+    assert!(out.stdout == keyed_store_data("shared", "public/p.txt"));
+
+    let before = store.requests();
+    for (key, secret, args, what) in [
+        (
+            READER_KEY,
+            READER_SECRET,
+            vec!["lsf", "gw:private/"],
+            "rclone lsf of a bucket the client lacks",
+        ),
+        (
+            SCOPED_KEY,
+            SCOPED_SECRET,
+            vec!["cat", "gw:shared/secret/s.txt"],
+            "rclone cat outside the client's prefix",
+        ),
+        (
+            READER_KEY,
+            WRONG_SECRET,
+            vec!["lsf", "gw:media/"],
+            "rclone with a wrong secret",
+        ),
+    ] {
+        let out = run(rclone_cmd(key, secret, &args), what).await;
+        assert!(!out.status.success(), "{what} succeeded");
+        assert!(out.stdout.is_empty(), "{what}: printed a listing or data");
+    }
+    assert_eq!(
+        store.requests(),
+        before,
+        "a refused request reached the store"
+    );
+    gateway.check_log(&[]).await;
 }

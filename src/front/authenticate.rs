@@ -32,6 +32,14 @@ pub fn authenticate<B>(
     let now = SystemTime::now();
     match ctx.route {
         Route::S3 if listener == Listener::Metrics => Err(no_route(ctx)),
+        // A write is refused as one whatever its signature claims: the
+        // verifier only knows the payloads of GET and HEAD.
+        Route::S3 if !matches!(*request.method(), Method::GET | Method::HEAD) => {
+            Err(Error::MethodNotAllowed {
+                method: request.method().to_string(),
+                allowed: "GET, HEAD",
+            })
+        }
         Route::S3 => state
             .auth
             .s3(request.method(), request.uri(), request.headers(), now),

@@ -127,6 +127,13 @@ impl Operation {
             }
             _ => {
                 only(&query, LIST_PARAMS)?;
+                // S3 reads an empty delimiter as none (rclone sends one to
+                // list recursively); a store could split on the empty string.
+                let query = if query.get("delimiter") == Some("") {
+                    query.without(|name| name == "delimiter")
+                } else {
+                    query
+                };
                 if query.get("list-type").is_some_and(|v| v != "2") {
                     return Err(Error::InvalidParameter {
                         name: "list-type",
@@ -309,6 +316,25 @@ mod tests {
             parse(Method::HEAD, "/media", None).unwrap(),
             Operation::HeadBucket { .. }
         ));
+    }
+
+    #[test]
+    fn an_empty_delimiter_is_no_delimiter() {
+        // rclone lists recursively with `delimiter=`; S3 reads that as no
+        // delimiter, and some stores would split on the empty string.
+        for raw in ["delimiter=&max-keys=1000&prefix=", "list-type=2&delimiter="] {
+            let Operation::List { query, .. } = parse(Method::GET, "/media", Some(raw)).unwrap()
+            else {
+                panic!("{raw}: not a listing");
+            };
+            assert!(!query.has("delimiter"), "{raw}: {query:?}");
+        }
+        let Operation::List { query, .. } =
+            parse(Method::GET, "/media", Some("delimiter=%2F")).unwrap()
+        else {
+            panic!("not a listing");
+        };
+        assert_eq!(query.get("delimiter"), Some("/"));
     }
 
     #[test]

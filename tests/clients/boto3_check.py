@@ -6,7 +6,11 @@ MODE is `reads` (GetObject, HeadObject, ranges, response overrides, paginated
 listings, download_file, GetBucketLocation, HeadBucket, a missing key) or
 `writes` (what the gateway must refuse: PutObject, DeleteObject,
 DeleteObjects, multipart upload, GetObjectAcl, GetBucketAcl, ListBuckets, a
-bucket no integration serves). WORKDIR holds `plan.json` (what to read,
+bucket no integration serves), or, against a gateway whose S3 front needs
+client keys, `keyed-reads` (what a client's valid key reads, ListBuckets of
+each client), `keyed-refusals` (a wrong secret, an unknown key, a bucket or
+prefix outside the client's scope, no signature, a clock 20 minutes behind)
+and `keyed-presign` (presigned GetObject URLs, made offline). WORKDIR holds `plan.json` (what to read,
 written by tests/clients.rs) and receives downloaded files. The script records facts
 (hashes, lengths, headers, keys, error codes); tests/clients.rs checks them
 against what it seeded. Any unexpected exception fails the script.
@@ -18,16 +22,23 @@ import json
 import os
 import sys
 
+import datetime
+import unittest.mock
+
 import boto3
+import botocore.auth
 from boto3.s3.transfer import TransferConfig
+from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 
-def make_client(endpoint):
+def make_client(endpoint, key=None, signature_version="s3v4"):
+    """A path-style client; `key` is `{"id", "secret"}` (dummy keys without)."""
+    key = key or {"id": "anything", "secret": "anything"}
     config = Config(
         s3={"addressing_style": "path"},
-        signature_version="s3v4",
+        signature_version=signature_version,
         connect_timeout=10,
         read_timeout=60,
         # No retries: every request must succeed (or be refused) on the first
@@ -38,8 +49,8 @@ def make_client(endpoint):
         "s3",
         endpoint_url=endpoint,
         region_name="us-east-1",
-        aws_access_key_id="anything",
-        aws_secret_access_key="anything",
+        aws_access_key_id=key["id"],
+        aws_secret_access_key=key["secret"],
         config=config,
     )
 
@@ -279,6 +290,132 @@ def writes(s3, plan):
     }
 
 
+class Signatures:
+    """Collects the SigV4 signature of every request a client sends, so that
+    tests/clients.rs can look for them in the gateway's log."""
+
+    def __init__(self):
+        self.seen = []
+
+    def watch(self, client):
+        client.meta.events.register("before-send.s3", self.before_send)
+        return client
+
+    def before_send(self, request, **_):
+        value = request.headers.get("Authorization")
+        if isinstance(value, bytes):
+            value = value.decode()
+        if value and "Signature=" in value:
+            self.seen.append(value.rsplit("Signature=", 1)[1].strip())
+
+
+def keyed_reads(endpoint, plan):
+    signatures = Signatures()
+    keys = plan["keys"]
+    s3 = signatures.watch(make_client(endpoint, keys["reader"]))
+    bucket, key = plan["bucket"], plan["key"]
+    got = s3.get_object(Bucket=bucket, Key=key)
+    body = got["Body"].read()
+    head = s3.head_object(Bucket=bucket, Key=key)
+    ranged = s3.get_object(Bucket=bucket, Key=key, Range=plan["range"])
+    ranged_body = ranged["Body"].read()
+    listing = s3.list_objects_v2(Bucket=bucket, Prefix=plan["prefix"], Delimiter="/")
+    scoped = signatures.watch(make_client(endpoint, keys["scoped"]))
+    scoped_got = scoped.get_object(Bucket=plan["scoped_bucket"], Key=plan["scoped_key"])
+    scoped_body = scoped_got["Body"].read()
+    scoped_list = scoped.list_objects_v2(Bucket=plan["scoped_bucket"], Prefix=plan["scoped_prefix"])
+    return {
+        "get": {
+            "status": got["ResponseMetadata"]["HTTPStatusCode"],
+            "sha256": sha256(body),
+            "md5": hashlib.md5(body).hexdigest(),
+            "length": len(body),
+        },
+        "head": {
+            "status": head["ResponseMetadata"]["HTTPStatusCode"],
+            "content_length": head["ContentLength"],
+            "etag": head["ETag"],
+        },
+        "range": {
+            "status": ranged["ResponseMetadata"]["HTTPStatusCode"],
+            "content_range": ranged.get("ContentRange"),
+            "sha256": sha256(ranged_body),
+            "length": len(ranged_body),
+        },
+        "list": {
+            "keys": [o["Key"] for o in listing.get("Contents", [])],
+            "prefixes": [p["Prefix"] for p in listing.get("CommonPrefixes", [])],
+        },
+        "scoped_get": {"sha256": sha256(scoped_body)},
+        "scoped_list": [o["Key"] for o in scoped_list.get("Contents", [])],
+        "buckets": {
+            name: [b["Name"] for b in signatures.watch(make_client(endpoint, k)).list_buckets()["Buckets"]]
+            for name, k in keys.items()
+        },
+        "signatures": signatures.seen,
+    }
+
+
+def keyed_refusals(endpoint, plan):
+    signatures = Signatures()
+    keys = plan["keys"]
+    bucket, key = plan["bucket"], plan["key"]
+    wrong = signatures.watch(
+        make_client(endpoint, {"id": keys["reader"]["id"], "secret": plan["wrong_secret"]})
+    )
+    unknown = signatures.watch(make_client(endpoint, plan["unknown_key"]))
+    reader = signatures.watch(make_client(endpoint, keys["reader"]))
+    scoped = signatures.watch(make_client(endpoint, keys["scoped"]))
+    unsigned = make_client(endpoint, signature_version=UNSIGNED)
+    out = {
+        "wrong_secret_get": error_of(lambda: wrong.get_object(Bucket=bucket, Key=key)),
+        "wrong_secret_list": error_of(lambda: wrong.list_objects_v2(Bucket=bucket)),
+        "wrong_secret_list_buckets": error_of(lambda: wrong.list_buckets()),
+        "unknown_key_get": error_of(lambda: unknown.get_object(Bucket=bucket, Key=key)),
+        "unknown_key_list_buckets": error_of(lambda: unknown.list_buckets()),
+        "other_bucket_get": error_of(
+            lambda: reader.get_object(Bucket=plan["other_bucket"], Key=key)
+        ),
+        "other_bucket_list": error_of(lambda: reader.list_objects_v2(Bucket=plan["other_bucket"])),
+        "other_bucket_head": error_of(
+            lambda: reader.head_bucket(Bucket=plan["other_bucket"])
+        ),
+        "outside_prefix_get": error_of(
+            lambda: scoped.get_object(Bucket=plan["scoped_bucket"], Key=plan["outside_key"])
+        ),
+        "outside_prefix_list": error_of(
+            lambda: scoped.list_objects_v2(Bucket=plan["scoped_bucket"])
+        ),
+        "scoped_other_bucket_get": error_of(lambda: scoped.get_object(Bucket=bucket, Key=key)),
+        "unsigned_get": error_of(lambda: unsigned.get_object(Bucket=bucket, Key=key)),
+        "unsigned_list": error_of(lambda: unsigned.list_objects_v2(Bucket=bucket)),
+        "unsigned_list_buckets": error_of(lambda: unsigned.list_buckets()),
+    }
+    # A clock 20 minutes behind: botocore signs with the time it reads here.
+    real_now = botocore.auth.get_current_datetime
+    behind = datetime.timedelta(minutes=20)
+    with unittest.mock.patch.object(
+        botocore.auth, "get_current_datetime", lambda *a, **k: real_now(*a, **k) - behind
+    ):
+        skewed = signatures.watch(make_client(endpoint, keys["reader"]))
+        out["skewed_get"] = error_of(lambda: skewed.get_object(Bucket=bucket, Key=key))
+        out["skewed_list"] = error_of(lambda: skewed.list_objects_v2(Bucket=bucket))
+    out["signatures"] = signatures.seen
+    return out
+
+
+def keyed_presign(endpoint, plan):
+    s3 = make_client(endpoint, plan["keys"]["reader"])
+    return {
+        name: s3.generate_presigned_url(
+            "get_object",
+            Params={"Bucket": plan["bucket"], "Key": plan["key"]},
+            ExpiresIn=expires,
+        )
+        for name, expires in plan["expires"].items()
+    }
+
+
 def main():
     mode, endpoint, workdir = sys.argv[1:4]
     with open(os.path.join(workdir, "plan.json"), encoding="utf-8") as f:
@@ -287,6 +424,12 @@ def main():
         out = reads(make_client(endpoint), workdir, plan)
     elif mode == "writes":
         out = writes(make_client(endpoint), plan)
+    elif mode == "keyed-reads":
+        out = keyed_reads(endpoint, plan)
+    elif mode == "keyed-refusals":
+        out = keyed_refusals(endpoint, plan)
+    elif mode == "keyed-presign":
+        out = keyed_presign(endpoint, plan)
     else:
         raise SystemExit(f"unknown mode {mode!r}")
     json.dump(out, sys.stdout, ensure_ascii=True)
