@@ -897,7 +897,7 @@ impl KeyedGateway {
     async fn check_log(&mut self, signatures: &[String]) {
         let log = self.settled_log().await;
         assert!(
-            log.contains("via=\"s3-key\"") && log.contains("client=reader"),
+            log.contains("via=s3-key") && log.contains("client=reader"),
             "the gateway log shows no request of the reader ({} bytes)",
             log.len()
         );
