@@ -13,6 +13,12 @@
 //!    gateway sees no new redirect (the 307 is cached);
 //! 6. a screenshot of the gallery lands in tests/artifacts/gallery.png.
 //!
+//! A second test, `a_prefix_grant_serves_a_page_of_another_origin`, has a
+//! platform backend mint a prefix grant with its bearer token and hand it to
+//! a page of another origin (tests/browser/grant.mjs loads it): the page's
+//! images and CORS listing under the prefix work with the grant alone, an
+//! image outside it is refused, and the token never reaches the browser.
+//!
 //! Needs Chromium, Node.js and `npm ci --prefix tests/browser`, which
 //! scripts/test installs; without them the test fails, it never skips.
 // Tests fail loudly (unwrapping is how they say what broke), may print
@@ -36,6 +42,8 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+mod support;
 
 /// How long the demo may take to print its banner.
 const BANNER_TIMEOUT: Duration = Duration::from_secs(60);
@@ -517,5 +525,385 @@ fn gallery_in_chromium() {
         width >= 800 && height >= 600 && png.len() > 20_000,
         "screenshot {width}x{height}, {} bytes",
         png.len()
+    );
+}
+
+/// The page of another origin the grant test serves: it reads the gateway,
+/// the bucket, the keys and the grant from its URL fragment (which the browser
+/// never sends to the page's server), loads one `<img>` per key with the
+/// grant, fetches the task's listing with CORS, then sets `window.result`.
+const GRANT_PAGE: &str = r#"<!doctype html>
+<html><head><meta charset="utf-8"><title>task 17</title></head>
+<body><div id="shots"></div>
+<script>
+(async () => {
+  const params = new URLSearchParams(location.hash.slice(1));
+  const gateway = params.get("gateway"), bucket = params.get("bucket"), grant = params.get("grant");
+  const url = (path, locator) =>
+    `${gateway}${path}?locator=${encodeURIComponent(locator)}&grant=${encodeURIComponent(grant)}`;
+  const load = (key) => new Promise((resolve) => {
+    const img = new Image();
+    const done = (loaded) => () =>
+      resolve({ key, loaded, naturalWidth: img.naturalWidth, naturalHeight: img.naturalHeight });
+    img.onload = done(true);
+    img.onerror = done(false);
+    img.src = url("/v1/object", `s3://${bucket}/${key}`);
+    document.getElementById("shots").appendChild(img);
+  });
+  const images = await Promise.all(params.getAll("key").map(load));
+  let list;
+  try {
+    const response = await fetch(url("/v1/list", `s3://${bucket}/task-17/`), { mode: "cors" });
+    list = { ok: response.ok, status: response.status, body: await response.json() };
+  } catch (e) {
+    list = { ok: false, error: `${e.name}: ${e.message}` };
+  }
+  window.result = { images, list };
+})();
+</script></body></html>
+"#;
+
+/// A loopback HTTP server answering `/` with [`GRANT_PAGE`] (404 otherwise);
+/// it records the head of every request it receives.
+async fn serve_grant_page() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = support::loopback().await;
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let record = record.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 64 << 10 {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&head).into_owned();
+                let root = head.starts_with("GET / ");
+                record.lock().unwrap().push(head);
+                let (status, body) = if root {
+                    ("200 OK", GRANT_PAGE)
+                } else {
+                    ("404 Not Found", "not found\n")
+                };
+                let response = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: text/html; charset=utf-8\r\ncontent-length: {}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    (origin, seen)
+}
+
+/// A `s3gate serve` process: its address, and its stderr read to the end on a thread.
+struct Served {
+    guard: Guard,
+    addr: String,
+    log: JoinHandle<Vec<String>>,
+}
+
+impl Served {
+    fn start(config: &Path) -> Served {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_s3gate"))
+            .arg("serve")
+            .arg("--config")
+            .arg(config)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env(support::SECRET_ENV, support::SECRET_KEY)
+            // The access log, and why each refused request was refused.
+            .env("S3GATE_LOG", "info,s3gate::front::app=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start `s3gate serve`");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let guard = Guard(child);
+        let (tx, rx) = mpsc::channel();
+        let log = thread::spawn(move || {
+            let mut lines = Vec::new();
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(addr) = line.split("listening on ").nth(1) {
+                    let _ = tx.send(addr.trim().to_owned());
+                }
+                lines.push(line);
+            }
+            lines
+        });
+        let Ok(addr) = rx.recv_timeout(BANNER_TIMEOUT) else {
+            drop(guard);
+            panic!(
+                "`s3gate serve` did not report its address:\n{}",
+                log.join().unwrap_or_default().join("\n")
+            );
+        };
+        Served { guard, addr, log }
+    }
+
+    /// Stops the gateway; its log, whole.
+    fn stop(self) -> Vec<String> {
+        drop(self.guard);
+        self.log.join().expect("log reader")
+    }
+}
+
+/// A field `name=value` (or `name="value"`) of a log line.
+fn log_field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(name)?.strip_prefix('='))
+        .map(|v| v.trim_matches('"'))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prefix_grant_serves_a_page_of_another_origin() {
+    let chromium = prerequisites();
+    let bucket = "shots";
+    let store = support::FsStore::start().await;
+    store.bucket(bucket);
+    let images: Vec<Vec<u8>> = s3gate::demo::samples()
+        .into_iter()
+        .filter(|(key, _)| key.starts_with("images/"))
+        .map(|(_, bytes)| bytes)
+        .collect();
+    let task_keys = ["task-17/1.png", "task-17/2.png", "task-17/3.png"];
+    for (key, bytes) in task_keys.iter().zip(&images) {
+        store.put(bucket, key, bytes);
+    }
+    store.put(bucket, "other/x.png", &images[3]);
+
+    let (page_origin, page_requests) = serve_grant_page().await;
+    let (token, token_line) = s3gate::auth::new_token().unwrap();
+    let config = support::config::ConfigBuilder::store(&store.url(), &[bucket])
+        .integration("delivery", "proxy")
+        .set("server", "listen", "127.0.0.1:0")
+        .set("cors", "allowed_origins", vec![page_origin.clone()])
+        .build();
+    let config = format!(
+        "{config}\n[[clients]]\nname = \"platform\"\n{token_line}\nintegrations = [\"*\"]\n"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("s3gate.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let gateway = Served::start(&config_path);
+    let base = gateway.addr.clone();
+
+    // The platform's backend mints the grant with its token.
+    let prefix = format!("s3://{bucket}/task-17/");
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let response = support::client()
+        .post(format!("{base}/v1/grant"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({ "prefix": prefix, "expires": 600 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let granted: Value = response.json().await.unwrap();
+    let grant = granted["grant"].as_str().expect("a grant").to_owned();
+    assert!(grant.starts_with("s3g1."), "{granted}");
+    assert!(!grant.contains(&token), "the grant holds the token");
+    assert_eq!(granted["prefix"], prefix.as_str());
+    let expires_at = granted["expires_at"].as_u64().expect("expires_at");
+    assert!(
+        (before + 600..=before + 602).contains(&expires_at),
+        "expires_at {expires_at}, asked 600 s at {before}"
+    );
+
+    // The browser gets the page with the grant in its fragment.
+    let mut fragment = form_urlencoded::Serializer::new(String::new());
+    fragment.append_pair("gateway", &base);
+    fragment.append_pair("bucket", bucket);
+    fragment.append_pair("grant", &grant);
+    for key in task_keys.iter().chain(&["other/x.png"]) {
+        fragment.append_pair("key", key);
+    }
+    let page_url = format!("{page_origin}/#{}", fragment.finish());
+    let script = manifest_dir().join("tests/browser/grant.mjs");
+    let run = tokio::process::Command::new("node")
+        .arg(&script)
+        .arg(&page_url)
+        .current_dir(manifest_dir())
+        .env("S3GATE_CHROMIUM", &chromium)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(90), run)
+        .await
+        .expect("grant.mjs finishes within 90 s")
+        .expect("run node");
+    let log = gateway.stop();
+    let (out, err) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    let log_tail = || log[log.len().saturating_sub(40)..].join("\n");
+    assert!(
+        output.status.success(),
+        "grant.mjs failed ({}):\n{err}\ngateway log:\n{}",
+        output.status,
+        log_tail()
+    );
+    let seen: Value = out
+        .lines()
+        .rfind(|l| !l.trim().is_empty())
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("grant.mjs printed no JSON: {out}\nstderr:\n{err}"));
+    let result = &seen["result"];
+    eprintln!("Chromium {}", seen["browserVersion"]);
+
+    // Every task image shows; the one outside the prefix does not.
+    let shown = result["images"].as_array().expect("images");
+    assert_eq!(shown.len(), task_keys.len() + 1, "{result}");
+    for image in shown {
+        let key = image["key"].as_str().unwrap();
+        if key.starts_with("task-17/") {
+            assert!(
+                image["loaded"] == true
+                    && image["naturalWidth"] == 160
+                    && image["naturalHeight"] == 120,
+                "{key} did not show: {image}\ngateway log:\n{}",
+                log_tail()
+            );
+        } else {
+            assert_eq!(key, "other/x.png");
+            assert!(
+                image["loaded"] == false && image["naturalWidth"] == 0,
+                "{key} showed with a grant for {prefix}: {image}"
+            );
+        }
+    }
+
+    // The CORS listing returns the task's keys, and only those.
+    let list = &result["list"];
+    assert_eq!(
+        (&list["ok"], &list["status"]),
+        (&Value::Bool(true), &Value::from(200)),
+        "list fetch from {page_origin}: {list}"
+    );
+    let mut listed: Vec<&str> = list["body"]["objects"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no objects in {list}"))
+        .iter()
+        .map(|o| o["key"].as_str().expect("a key"))
+        .collect();
+    listed.sort_unstable();
+    assert_eq!(listed, task_keys, "{list}");
+
+    // The access log: the granted reads under the client's name, the other
+    // image refused as ClientNotPermitted.
+    let accesses: Vec<&str> = log
+        .iter()
+        .map(String::as_str)
+        .filter(|l| l.contains("s3gate::access"))
+        .collect();
+    let objects: Vec<&str> = accesses
+        .iter()
+        .copied()
+        .filter(|l| log_field(l, "path") == Some("/v1/object"))
+        .collect();
+    let granted_reads = objects
+        .iter()
+        .filter(|l| {
+            log_field(l, "status") == Some("200")
+                && log_field(l, "client") == Some("platform")
+                && log_field(l, "via") == Some("grant")
+        })
+        .count();
+    assert_eq!(
+        granted_reads,
+        task_keys.len(),
+        "granted object reads in the access log:\n{}",
+        log_tail()
+    );
+    let refused: Vec<&str> = objects
+        .iter()
+        .copied()
+        .filter(|l| log_field(l, "status") == Some("403"))
+        .collect();
+    assert_eq!(refused.len(), 1, "refused object reads:\n{}", log_tail());
+    let id = log_field(refused[0], "id").expect("an id");
+    assert_eq!(
+        log_field(refused[0], "client"),
+        Some("platform"),
+        "{}",
+        refused[0]
+    );
+    let why = log
+        .iter()
+        .find(|l| l.contains("request refused") && log_field(l, "id") == Some(id))
+        .unwrap_or_else(|| panic!("no reason logged for request {id}:\n{}", log_tail()));
+    assert!(
+        why.contains("ClientNotPermitted") && why.contains(&format!("s3://{bucket}/other/x.png")),
+        "{why}"
+    );
+    assert!(
+        accesses
+            .iter()
+            .any(|l| log_field(l, "path") == Some("/v1/list")
+                && log_field(l, "status") == Some("200")
+                && log_field(l, "client") == Some("platform")
+                && log_field(l, "via") == Some("grant")),
+        "no granted listing in the access log:\n{}",
+        log_tail()
+    );
+    assert!(
+        accesses
+            .iter()
+            .any(|l| log_field(l, "path") == Some("/v1/grant")
+                && log_field(l, "status") == Some("200")
+                && log_field(l, "via") == Some("token")),
+        "no grant minted with the token in the access log:\n{}",
+        log_tail()
+    );
+
+    // The token stayed with the backend: not in the log, nor anywhere the
+    // browser saw or sent; the page's server never saw the grant either.
+    assert!(
+        log.iter().all(|l| !l.contains(&token)),
+        "the token is in the gateway's log"
+    );
+    for (what, text) in [
+        ("page", seen["html"].to_string()),
+        ("storage", seen["storage"].to_string()),
+        ("requests", seen["requests"].to_string()),
+        ("console", seen["console"].to_string()),
+        ("result", result.to_string()),
+    ] {
+        assert!(
+            !text.contains(&token),
+            "the token is in the browser's {what}"
+        );
+    }
+    let requests = seen["requests"].as_array().expect("requests");
+    assert!(
+        requests.iter().all(|r| r["headers"]
+            .as_object()
+            .is_some_and(|h| !h.contains_key("authorization"))),
+        "the browser sent an Authorization header: {requests:?}"
+    );
+    let to_gateway = requests
+        .iter()
+        .filter(|r| r["url"].as_str().is_some_and(|u| u.starts_with(&base)))
+        .count();
+    assert_eq!(to_gateway, task_keys.len() + 2, "{requests:?}");
+    let page_heads = page_requests.lock().unwrap().clone();
+    assert!(!page_heads.is_empty(), "the page was never requested");
+    assert!(
+        page_heads
+            .iter()
+            .all(|h| !h.contains(&token) && !h.contains(&grant)),
+        "the page's server saw a credential: {page_heads:?}"
     );
 }

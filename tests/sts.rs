@@ -1,6 +1,8 @@
 //! AssumeRole with an external ID against a real STS (moto): session
 //! credentials cached per role, refreshed ahead of expiry, coalesced on a cold
-//! cache, served through an STS outage while valid, and never used expired.
+//! cache, served through an STS outage while valid, and never used expired;
+//! gateway-signed URLs of a proxy integration, which name no session, keep
+//! serving across session refreshes.
 // Tests fail loudly (unwrapping is how they say what broke), may print
 // timings, cast small test values, and keep their helpers undocumented.
 #![allow(
@@ -376,4 +378,205 @@ async fn presign_lifetime_is_capped_at_the_session() {
     let bound = s3gate::sigv4::rfc3339(before + Duration::from_secs(92));
     assert!(expires_at <= bound.as_str(), "{expires_at} > {bound}");
     assert_eq!(fetch(url).await, (200, b"meow".to_vec()));
+}
+
+/// `GET url` with `Authorization: Bearer token` → (status, body).
+async fn get_with_token(url: &str, token: &str) -> (u16, String) {
+    let response = client().get(url).bearer_auth(token).send().await.unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+/// `GET /v1/presign?locator=…&expires=…` as the client holding `token` → (status, JSON).
+async fn presign_as(
+    gateway: &Gateway,
+    token: &str,
+    locator: &str,
+    expires: u64,
+) -> (u16, serde_json::Value) {
+    let query = form_urlencoded::Serializer::new(String::new())
+        .append_pair("locator", locator)
+        .append_pair("expires", &expires.to_string())
+        .finish();
+    let (status, body) = get_with_token(&gateway.url(&format!("/v1/presign?{query}")), token).await;
+    let json = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    (status, json)
+}
+
+/// The error code of a JSON error body.
+fn error_code(body: &[u8]) -> String {
+    let json: serde_json::Value = serde_json::from_slice(body)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(body)));
+    json["error"]["code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// `s3gate_sts_calls_total` of `role` on a metrics page.
+fn sts_calls(metrics: &str, role: &str) -> u64 {
+    let series = format!("s3gate_sts_calls_total{{role=\"{role}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .unwrap_or_else(|| panic!("no {series:?} in\n{metrics}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn gateway_signed_urls_outlive_role_sessions_and_are_stable_in_a_window() {
+    const WINDOW_S: u64 = 5;
+    let world = World::start().await;
+    let (token, token_line) = s3gate::auth::new_token().unwrap();
+    // 8 s sessions refreshed with half their life left; 5 s signing windows.
+    let sts =
+        "refresh_margin_ratio = 0.5\nexpiry_margin_s = 1\nretry_base_ms = 50\nretry_max_ms = 200";
+    let integration = world.integration(
+        "acme",
+        EXTERNAL_ID,
+        &format!("session_duration_s = 8\ndelivery = \"proxy\"\npresign_window_s = {WINDOW_S}"),
+    );
+    let clients = format!(
+        "[[clients]]\nname = \"backend\"\n{token_line}\nintegrations = [\"acme\"]\nmetrics = true\n"
+    );
+    let config = world.config(
+        world.gateway_identity(),
+        sts,
+        &format!("{integration}\n{clients}"),
+    );
+    let gateway = Gateway::start(&config).await;
+    let locator = "s3://media/cat.jpg";
+
+    // Presigning needs the token.
+    let (status, body) = presign(&gateway, locator, &[]).await;
+    assert_eq!(status, 401, "{body}");
+
+    // Two presigns in one signing window: the same bytes, a gateway URL.
+    let mut attempts = 0;
+    let url = loop {
+        attempts += 1;
+        assert!(
+            attempts <= 5,
+            "never two presigns in one {WINDOW_S} s window"
+        );
+        let before = unix_now();
+        let (status, first) = presign_as(&gateway, &token, locator, 60).await;
+        assert_eq!(status, 200, "{first}");
+        let (status, second) = presign_as(&gateway, &token, locator, 60).await;
+        assert_eq!(status, 200, "{second}");
+        let after = unix_now();
+        if before / WINDOW_S != after / WINDOW_S {
+            continue; // the calls straddled a window boundary
+        }
+        let (a, b) = (
+            first["url"].as_str().unwrap(),
+            second["url"].as_str().unwrap(),
+        );
+        assert_eq!(a, b, "two presigns in one window");
+        assert_eq!(first, second, "two presigns in one window");
+        let window_end = before - before % WINDOW_S + WINDOW_S;
+        let expires = (window_end + 60).to_string();
+        assert_eq!(query_param(a, "expires"), Some(expires.as_str()), "{a}");
+        break a.to_owned();
+    };
+    assert!(
+        url.starts_with(&gateway.url("/v1/object?locator=s3%3A%2F%2Fmedia%2Fcat.jpg&")),
+        "{url}"
+    );
+    assert_eq!(query_param(&url, "client"), Some("backend"), "{url}");
+    assert!(query_param(&url, "kid").is_some(), "{url}");
+    let sig = query_param(&url, "sig").expect("a sig").to_owned();
+    assert!(!url.contains(&token), "the URL holds the token");
+    assert!(
+        query_param(&url, "X-Amz-Credential").is_none() && !url.contains("Security-Token"),
+        "a gateway URL names no store credential: {url}"
+    );
+
+    // The same URL, without a token, across role sessions: every fetch is
+    // the object, while the gateway assumes the role again behind it.
+    assert!(
+        world.moto.assumed_roles().await.is_empty(),
+        "signing a gateway URL needs no role session"
+    );
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let mut fetches = 0;
+    let mut after_rotation = 0;
+    while after_rotation < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "no new role session in 40 s ({fetches} fetches, {} sessions)",
+            world.moto.assumed_roles().await.len()
+        );
+        assert_eq!(
+            fetch(&url).await,
+            (200, b"meow".to_vec()),
+            "fetch {fetches}"
+        );
+        fetches += 1;
+        if world.moto.assumed_roles().await.len() >= 2 {
+            after_rotation += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await; // pacing of the request stream
+    }
+    let sessions = world.moto.assumed_roles().await.len() as u64;
+    assert!(sessions >= 2, "{sessions} sessions");
+    let (status, page) = get_with_token(&gateway.url("/metrics"), &token).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(
+        sts_calls(&page, world.role_arn()),
+        sessions,
+        "the gateway's count of AssumeRole calls and moto's"
+    );
+    assert!(
+        page.contains("s3gate_credential_cache_misses_total 1\n"),
+        "only the first fetch waited for STS:\n{page}"
+    );
+
+    // A tampered signature is refused.
+    let last = sig.chars().last().unwrap();
+    let flipped = if last == '0' { '1' } else { '0' };
+    let tampered = url.replace(
+        &format!("sig={sig}"),
+        &format!("sig={}{flipped}", &sig[..sig.len() - 1]),
+    );
+    assert_ne!(tampered, url);
+    let (status, body) = fetch(&tampered).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (403, "SignatureDoesNotMatch".to_owned())
+    );
+
+    // A URL presigned for 1 s expires with its window: 200 until then, then
+    // 403 RequestExpired.
+    let (status, short) = presign_as(&gateway, &token, locator, 1).await;
+    assert_eq!(status, 200, "{short}");
+    let short = short["url"].as_str().unwrap().to_owned();
+    let expires_at: u64 = query_param(&short, "expires").unwrap().parse().unwrap();
+    assert!(
+        expires_at <= unix_now() + WINDOW_S + 1,
+        "a 1 s URL lives at most a window longer: {short}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let body = loop {
+        assert!(Instant::now() < deadline, "the 1 s URL never expired");
+        let checked_at = unix_now();
+        let (status, body) = fetch(&short).await;
+        if status != 200 {
+            assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
+            assert!(unix_now() >= expires_at, "refused before it expired");
+            break body;
+        }
+        assert!(checked_at < expires_at, "served after it expired");
+        assert_eq!(body, b"meow");
+        tokio::time::sleep(Duration::from_millis(200)).await; // pacing of the poll
+    };
+    assert_eq!(error_code(&body), "RequestExpired");
 }
