@@ -27,8 +27,9 @@ pub enum Error {
     /// The access point is not configured in any integration.
     #[error("access point {arn:?} is not configured in any integration")]
     AccessPointNotPermitted { arn: String },
-    /// The key lies outside the integration's permitted prefixes.
-    #[error("key {key:?} in bucket {bucket:?} is outside the prefixes permitted by integration {integration:?}")]
+    /// The key lies outside the integration's permitted prefixes. The
+    /// message does not name the integration (a customer); the log does.
+    #[error("key {key:?} in bucket {bucket:?} is outside the permitted prefixes")]
     PrefixNotPermitted {
         integration: String,
         bucket: String,
@@ -66,6 +67,15 @@ pub enum Error {
     /// Presigned-URL query parameters that cannot be parsed.
     #[error("malformed presigned query: {reason}")]
     AuthorizationQueryParametersError { reason: String },
+    /// A request's URI (path and query) is over the gateway's limit.
+    #[error("the request URI is over the limit of {limit} bytes")]
+    UriTooLong { limit: usize },
+    /// A request with a `Host` the gateway does not serve (DNS rebinding).
+    #[error("host {host:?} is not served here; add it to [server] allowed_hosts")]
+    MisdirectedRequest { host: String },
+    /// An `OPTIONS` request that is not a CORS preflight.
+    #[error("OPTIONS is answered only as a CORS preflight: it needs Origin and Access-Control-Request-Method")]
+    NotAPreflight,
     /// The method is not allowed on this route.
     #[error("method {method} is not allowed here; allowed: {allowed}")]
     MethodNotAllowed {
@@ -159,6 +169,9 @@ impl Error {
                 StatusCode::BAD_REQUEST
             }
             MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            UriTooLong { .. } => StatusCode::URI_TOO_LONG,
+            MisdirectedRequest { .. } => StatusCode::MISDIRECTED_REQUEST,
+            NotAPreflight => StatusCode::BAD_REQUEST,
             NoSuchRoute { .. } => StatusCode::NOT_FOUND,
             BodyTooLarge { .. } | BatchTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             UpstreamAuthFailed { .. } | UpstreamFailed { .. } | UpstreamRedirect { .. } => {
@@ -194,6 +207,9 @@ impl Error {
             AuthorizationHeaderMalformed { .. } => "AuthorizationHeaderMalformed",
             AuthorizationQueryParametersError { .. } => "AuthorizationQueryParametersError",
             MethodNotAllowed { .. } => "MethodNotAllowed",
+            UriTooLong { .. } => "UriTooLong",
+            MisdirectedRequest { .. } => "MisdirectedRequest",
+            NotAPreflight => "BadRequest",
             NoSuchRoute { .. } => "NoSuchRoute",
             BodyTooLarge { .. } => "RequestTooLarge",
             BatchTooLarge { .. } => "BatchTooLarge",
@@ -232,9 +248,23 @@ impl Error {
         }
     }
 
+    /// The message clients see: the error's own text, except that what a
+    /// store said in its error body stays in the log.
+    pub fn client_message(&self) -> String {
+        match self {
+            Error::UpstreamStatus {
+                integration,
+                status,
+                code,
+                ..
+            } => format!("integration {integration:?}: the store answered {status} {code}"),
+            other => other.to_string(),
+        }
+    }
+
     /// The `{"code","message"}` object of the JSON API.
     pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({ "code": self.code(), "message": self.to_string() })
+        serde_json::json!({ "code": self.code(), "message": self.client_message() })
     }
 
     /// The JSON API body: `{"error":{"code","message"}}`.
@@ -268,7 +298,7 @@ impl Error {
         format!(
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{}</Code><Message>{}</Message><Resource>{}</Resource><RequestId>{}</RequestId></Error>",
             crate::xml::escape(self.s3_code()),
-            crate::xml::escape(&self.to_string()),
+            crate::xml::escape(&self.client_message()),
             crate::xml::escape(resource),
             crate::xml::escape(request_id)
         )

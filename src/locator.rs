@@ -252,6 +252,9 @@ pub fn percent_decode(s: &str) -> Result<String, String> {
     while i < bytes.len() {
         if bytes[i] == b'%' {
             let hex = bytes.get(i + 1..i + 3).ok_or("truncated %-escape")?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return Err("invalid %-escape".into());
+            }
             let hex = std::str::from_utf8(hex).map_err(|_| "invalid %-escape")?;
             out.push(u8::from_str_radix(hex, 16).map_err(|_| "invalid %-escape")?);
             i += 3;
@@ -344,6 +347,14 @@ mod tests {
     fn bucket_key(input: &str) -> (String, String) {
         let l = Locator::parse(input).unwrap();
         (l.bucket().unwrap().to_owned(), l.key)
+    }
+
+    #[test]
+    fn percent_decoding_takes_two_hex_digits_only() {
+        assert_eq!(percent_decode("a%20b%2fc%C3%A9").unwrap(), "a b/cé");
+        for bad in ["%+1", "%-1", "% 1", "%1", "%", "%zz", "%C3"] {
+            assert!(percent_decode(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

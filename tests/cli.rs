@@ -230,13 +230,13 @@ fn sigterm_drains_in_flight_requests_then_exits_zero() {
     let mut conn = TcpStream::connect(addr).unwrap();
     conn.set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .unwrap();
     let mut buf = [0u8; 4096];
     let n = conn.read(&mut buf).unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).contains("ok"));
     let body = br#"{"locators":["s3://media/a.txt"]}"#;
-    write!(conn, "POST /v1/presign HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len()).unwrap();
+    write!(conn, "POST /v1/presign HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len()).unwrap();
     conn.write_all(&body[..5]).unwrap();
     conn.flush().unwrap();
     wait_for_line(&mut stderr, "path=/v1/presign");

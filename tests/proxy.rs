@@ -467,7 +467,7 @@ async fn a_slow_reader_keeps_gateway_memory_bounded() {
     let addr = listening_addr(child.stderr.take().unwrap()).await;
     let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
     let baseline = rss_kib(child.id());
-    conn.write_all(b"GET /media/big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+    conn.write_all(b"GET /media/big.bin HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .await
         .unwrap();
     // Read the headers and 1 MiB of body, then stop reading: the gateway must
@@ -638,7 +638,7 @@ async fn a_trickling_request_body_is_a_408() {
         .build();
     let gateway = Gateway::start(&config).await;
     let mut conn = tokio::net::TcpStream::connect(gateway.addr).await.unwrap();
-    conn.write_all(b"POST /v1/presign HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+    conn.write_all(b"POST /v1/presign HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
         .await
         .unwrap();
     let mut answer = Vec::new();
@@ -666,7 +666,7 @@ async fn a_client_that_disconnects_cancels_the_upstream_request() {
         object_url(&gateway, "s3://media/big.bin").replace(&gateway.url(""), ""),
     ] {
         let mut conn = tokio::net::TcpStream::connect(gateway.addr).await.unwrap();
-        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+        let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
         conn.write_all(request.as_bytes()).await.unwrap();
         let mut buf = vec![0u8; 256 << 10];
         let n = conn.read(&mut buf).await.unwrap();

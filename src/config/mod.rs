@@ -276,6 +276,8 @@ pub struct ServerConfig {
     pub tls: Option<TlsConfig>,
     /// Serve the JSON API without clients on a non-loopback address.
     pub allow_anonymous: bool,
+    /// Host names requests may name (`Host`); IP literals always pass.
+    pub allowed_hosts: Vec<String>,
     /// The gateway's URL as browsers reach it (`https://host[:port]`), the
     /// base of gateway-signed URLs; the request's own scheme and host by default.
     pub public_url: Option<String>,
@@ -297,6 +299,7 @@ impl Default for ServerConfig {
             body_timeout_s: 30,
             tls: None,
             allow_anonymous: false,
+            allowed_hosts: vec!["localhost".into()],
             public_url: None,
             metrics_listen: None,
             url_signing_keys_env: None,

@@ -10,16 +10,21 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use super::authenticate::{authenticate, Listener};
 use super::context::{Api, JsonRoute, RequestContext, Route};
 use super::cors::{Cors, Verdict};
+use super::hosts::AllowedHosts;
 use super::query::Query;
 use super::state::{Limits, State};
 use super::{json_api, response, s3_api};
 use crate::auth::Authenticator;
 use crate::body::{Body, BoxError};
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, ServerConfig};
 use crate::error::{Error, Side};
 use crate::locator::Locator;
 use crate::metrics::Metrics;
 use crate::upstream::registry::{Registry, RegistryConfig};
+
+/// Longest request URI (path and query) accepted, in bytes: signing one
+/// upstream re-encodes it, and must stay within what a URI may hold.
+const MAX_URI_BYTES: usize = 16 * 1024;
 
 /// The gateway: its shared state, and the request lifecycle over it.
 #[derive(Debug)]
@@ -32,6 +37,7 @@ impl App {
     /// Builds the gateway from a validated config; contacts nothing.
     pub async fn new(config: Config) -> Result<Self, ConfigError> {
         let metrics = Metrics::new();
+        let hosts = allowed_hosts(&config.server);
         let registry = RegistryConfig {
             integrations: config.integrations,
             identity: config.identity.as_ref(),
@@ -67,6 +73,7 @@ impl App {
                 .public_url
                 .map(|url| url.trim_end_matches('/').to_owned()),
             tls: config.server.tls.is_some(),
+            hosts,
         };
         Ok(Self {
             state,
@@ -114,21 +121,19 @@ impl App {
         };
         let ctx = &mut in_flight.ctx;
         let sent_body = sends_body(&request);
-        let verdict = self.cors_verdict(&request, ctx);
-        let mut response = if Cors::is_preflight(&ctx.method, request.headers()) {
-            self.state.cors.preflight(request.headers(), &verdict)
-        } else {
-            let caller = authenticate(&self.state, ctx, &request, listener);
-            let result = match caller {
-                Ok(caller) => {
-                    ctx.caller = caller;
-                    self.dispatch(ctx, request).await
+        let mut response = match self.admit(&request) {
+            Err(error) => error_response(ctx, &error),
+            Ok(()) => {
+                let verdict = self.cors_verdict(&request, ctx);
+                if Cors::is_preflight(&ctx.method, request.headers()) {
+                    self.state.cors.preflight(request.headers(), &verdict)
+                } else {
+                    let result = self.authenticate_and_dispatch(ctx, request, listener).await;
+                    let mut response = result.unwrap_or_else(|error| error_response(ctx, &error));
+                    self.state.cors.decorate(&mut response, &verdict);
+                    response
                 }
-                Err(error) => Err(error),
-            };
-            let mut response = result.unwrap_or_else(|error| error_response(ctx, &error));
-            self.state.cors.decorate(&mut response, &verdict);
-            response
+            }
         };
         let read_body = ctx.method == Method::POST
             && matches!(
@@ -147,6 +152,37 @@ impl App {
         in_flight.answered = true;
         self.log(&in_flight.ctx, response.status());
         response
+    }
+
+    /// What every request must pass before anything else: a URI within the
+    /// limit, and a host the gateway serves.
+    fn admit<B>(&self, request: &Request<B>) -> Result<(), Error> {
+        let uri = request.uri();
+        let length = uri.path().len() + uri.query().map_or(0, str::len);
+        if length > MAX_URI_BYTES {
+            return Err(Error::UriTooLong {
+                limit: MAX_URI_BYTES,
+            });
+        }
+        self.state.hosts.check(uri, request.headers())
+    }
+
+    /// Authenticates the caller, then runs the route's handler.
+    async fn authenticate_and_dispatch<B>(
+        &self,
+        ctx: &mut RequestContext,
+        request: Request<B>,
+        listener: Listener,
+    ) -> Result<Response<Body>, Error>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send,
+        B::Error: Into<BoxError>,
+    {
+        if ctx.method == Method::OPTIONS {
+            return Err(Error::NotAPreflight);
+        }
+        ctx.caller = authenticate(&self.state, ctx, &request, listener)?;
+        self.dispatch(ctx, request).await
     }
 
     /// Runs the route's handler.
@@ -263,6 +299,17 @@ fn error_response(ctx: &mut RequestContext, error: &Error) -> Response<Body> {
         Api::Json => response::json_error(error),
         Api::S3 => response::s3_error(error, &ctx.path, &ctx.id.to_string()),
     }
+}
+
+/// `[server] allowed_hosts`, and the host of `public_url`.
+fn allowed_hosts(server: &ServerConfig) -> AllowedHosts {
+    let public = server
+        .public_url
+        .as_deref()
+        .and_then(|url| url.parse::<http::Uri>().ok())
+        .and_then(|uri| uri.host().map(str::to_owned));
+    let names = server.allowed_hosts.iter().map(String::as_str);
+    AllowedHosts::new(names.chain(public.as_deref()))
 }
 
 /// Whether an HTTP/1 request announces a body (HTTP/2 streams end on their own).

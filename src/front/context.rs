@@ -45,7 +45,9 @@ pub enum Route {
 }
 
 impl Route {
-    /// The route of `path`.
+    /// The route of `path`. The JSON API's names are reserved wholly: any
+    /// path under them, however encoded, is the JSON API's (and unknown
+    /// there), never a bucket of the S3 front.
     pub fn of(path: &str) -> Self {
         Route::Json(match path {
             "/healthz" => JsonRoute::Healthz,
@@ -54,7 +56,7 @@ impl Route {
             "/v1/object" => JsonRoute::Object,
             "/v1/list" => JsonRoute::List,
             "/v1/grant" => JsonRoute::Grant,
-            p if p == "/v1" || p.starts_with("/v1/") => JsonRoute::Unknown,
+            p if is_reserved(p) => JsonRoute::Unknown,
             _ => return Route::S3,
         })
     }
@@ -80,6 +82,23 @@ impl Route {
             Route::S3 => "s3",
         }
     }
+}
+
+/// Paths the JSON API reserves, with everything under them.
+const RESERVED: &[&str] = &["/v1", "/healthz", "/readyz", "/metrics"];
+
+/// Whether `path`, raw or percent-decoded (in any case), lies under a reserved name.
+fn is_reserved(path: &str) -> bool {
+    let under = |p: &str| {
+        RESERVED.iter().any(|name| {
+            p.get(..name.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(name))
+                && matches!(p.as_bytes().get(name.len()), None | Some(b'/'))
+        })
+    };
+    under(path)
+        || (path.contains('%')
+            && crate::locator::percent_decode(path).is_ok_and(|decoded| under(&decoded)))
 }
 
 /// One request as every phase sees it.
@@ -137,7 +156,22 @@ mod tests {
         assert_eq!(Route::of("/v1"), Route::Json(JsonRoute::Unknown));
         assert_eq!(Route::of("/v1/nope"), Route::Json(JsonRoute::Unknown));
         assert_eq!(Route::of("/v1x/key"), Route::S3);
-        assert_eq!(Route::of("/healthz/"), Route::S3);
+        for reserved in [
+            "/healthz/",
+            "/healthz/x",
+            "/v1%2Fpresign",
+            "/%76%31/x",
+            "/METRICS",
+            "/readyz",
+        ] {
+            assert_eq!(
+                Route::of(reserved),
+                Route::Json(JsonRoute::Unknown),
+                "{reserved}"
+            );
+        }
+        assert_eq!(Route::of("/healthzx/k"), Route::S3);
+        assert_eq!(Route::of("/v1%2Fpresign").label(), "unknown");
         assert_eq!(Route::of("/media/k").api(), Api::S3);
         assert_eq!(Route::of("/metrics").label(), "metrics");
     }

@@ -6,6 +6,7 @@ pub mod authenticate;
 pub mod context;
 pub mod cors;
 pub mod gateway_url;
+pub mod hosts;
 pub mod json_api;
 pub mod listing;
 pub mod query;

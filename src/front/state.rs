@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use super::context::RequestContext;
 use super::cors::Cors;
+use super::hosts::AllowedHosts;
 use crate::auth::{clients, Authenticator};
 use crate::error::Error;
 use crate::locator::Locator;
@@ -29,6 +30,8 @@ pub struct State {
     pub public_url: Option<String>,
     /// Whether the listener speaks TLS.
     pub tls: bool,
+    /// The host names requests may name.
+    pub hosts: AllowedHosts,
 }
 
 impl State {
