@@ -213,11 +213,14 @@ fn parse_url(input: &str) -> Result<Locator, String> {
     let uri: http::Uri = input.parse().map_err(|e| format!("invalid URL: {e}"))?;
     let host = uri.host().ok_or("URL has no host")?.to_ascii_lowercase();
     let path = percent_decode(uri.path())?;
-    let version_id = uri.query().and_then(|q| {
-        form_urlencoded::parse(q.as_bytes())
-            .find(|(k, _)| k == "versionId")
-            .map(|(_, v)| v.into_owned())
-    });
+    let mut versions = uri
+        .query()
+        .into_iter()
+        .flat_map(|q| form_urlencoded::parse(q.as_bytes()).filter(|(k, _)| k == "versionId"));
+    let version_id = versions.next().map(|(_, v)| v.into_owned());
+    if versions.next().is_some() {
+        return Err("versionId is given more than once".into());
+    }
     let path = path.strip_prefix('/').unwrap_or(&path);
     if let Some(bucket) = aws_virtual_host_bucket(&host) {
         return bucket_locator(bucket, path.to_owned(), version_id, None);
@@ -417,6 +420,7 @@ mod tests {
             bucket_key("https://s3.us-west-2.amazonaws.com/my-bucket/x/y%2Bz"),
             ("my-bucket".into(), "x/y+z".into())
         );
+        assert!(Locator::parse("https://b.s3.amazonaws.com/k?versionId=1&versionId=2").is_err());
         let l = Locator::parse("https://b.c.s3-us-west-2.amazonaws.com/k?versionId=v1").unwrap();
         assert_eq!(l.bucket(), Some("b.c"));
         assert_eq!(l.version_id.as_deref(), Some("v1"));

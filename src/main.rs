@@ -142,12 +142,49 @@ async fn load(path: &std::path::Path) -> Result<Loaded, String> {
     })
 }
 
+/// Prefixes are string prefixes: `task-1` also admits `task-17/`. And a
+/// client's bucket that none of its integrations serves admits nothing.
+fn prefix_warnings(config: &Config) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let bare = |p: &&String| !p.ends_with('/');
+    for integration in &config.integrations {
+        for prefix in integration.prefixes.iter().filter(bare) {
+            warnings.push(format!("integration {:?}: prefix {prefix:?} has no trailing `/`: it admits every key that starts with it, such as \"{prefix}x/…\"", integration.name));
+        }
+    }
+    for client in &config.clients {
+        for prefix in client.prefixes.iter().filter(bare) {
+            warnings.push(format!("client {:?}: prefix {prefix:?} has no trailing `/`: it admits every key that starts with it, such as \"{prefix}x/…\"", client.name));
+        }
+        for bucket in &client.buckets {
+            let served = config.integrations.iter().any(|i| {
+                client
+                    .integrations
+                    .as_ref()
+                    .is_none_or(|names| names.contains(&i.name))
+                    && i.serves_bucket(bucket)
+            });
+            if !served {
+                warnings.push(format!(
+                    "client {:?}: bucket {bucket:?} is served by none of its integrations",
+                    client.name
+                ));
+            }
+        }
+    }
+    warnings
+}
+
 /// What `check` prints and `serve` logs as warnings.
 fn warnings(config: &Config) -> Vec<String> {
     let mut warnings = Vec::new();
     if config.clients.is_empty() && !config.listens_on_loopback_only() {
         warnings.push(format!("[server] allow_anonymous = true: the JSON API on {} is open to anyone who reaches it, with every integration", config.server.listen));
     }
+    if !config.clients.is_empty() && config.s3_api.anonymous {
+        warnings.push("[s3_api] anonymous = true: the S3 front serves every integration to unsigned requests, whatever the [[clients]] may read".into());
+    }
+    warnings.extend(prefix_warnings(config));
     if config.url_signing_keys.is_empty() {
         warnings.push("no [server] url_signing_keys_env or url_signing_keys_file: gateway-signed URLs and grants use a random key made at start, die with the process and are not valid on other replicas".into());
     }

@@ -55,6 +55,8 @@ pub struct PresignOptions {
     pub response_content_disposition: Option<String>,
     /// Object version.
     pub version_id: Option<String>,
+    /// Unix time the URL must not outlive (a grant's expiry), window included.
+    pub not_after: Option<u64>,
 }
 
 /// A presigned URL and when it stops working.
@@ -113,13 +115,20 @@ pub fn sign(
     let requested = options.expires_s.unwrap_or(integration.presign_ttl_s);
     check_requested(requested)?;
     let window = signing_window(integration.presign_window_s, now);
-    let expires_s = lifetime(
+    let mut expires_s = lifetime(
         requested + window.length,
         credentials,
         &window,
         now,
         integration,
     )?;
+    if let Some(not_after) = options.not_after {
+        let start = window
+            .start
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        expires_s = expires_s.min(not_after.saturating_sub(start));
+    }
     let address = resolved.address(View::Public);
     let mut query = options.s3_query(resolved);
     if let Some(cache_control) = &window.cache_control {

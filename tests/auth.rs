@@ -794,3 +794,169 @@ async fn the_s3_front_takes_client_signatures_within_their_scope() {
     assert_eq!(status, 400, "a bearer header is not a SigV4 signature");
     assert_eq!(store.requests(), before, "refusals reached the store");
 }
+
+#[tokio::test]
+async fn a_grant_never_mints_urls_that_outlive_it() {
+    let store = seeded_store().await;
+    let config = clients_config(&store)
+        .integration("delivery", "redirect")
+        .integration("presign_window_s", 300)
+        .build();
+    let gateway = Gateway::start(&config).await;
+    let ask = json!({"prefix": "s3://media/task-17/", "expires": 60});
+    let (status, body) = post(&gateway.url("/v1/grant"), Some(&token("wide")), &ask).await;
+    assert_eq!(status, 200, "{body}");
+    let grant = body["grant"].as_str().unwrap().to_owned();
+    let grant_ends = body["expires_at"].as_u64().unwrap();
+    // The 307 of /v1/object, even asked for a week.
+    let object = locator_query(
+        "/v1/object",
+        "s3://media/task-17/1.txt",
+        &[("grant", &grant), ("expires", "604800")],
+    );
+    let response = client().get(gateway.url(&object)).send().await.unwrap();
+    assert_eq!(response.status(), 307);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let max_age: u64 = response.headers()["cache-control"]
+        .to_str()
+        .unwrap()
+        .rsplit('=')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(max_age <= 60, "{max_age}");
+    let signed_at = params(&location)
+        .into_iter()
+        .find(|(k, _)| k == "X-Amz-Date")
+        .unwrap()
+        .1;
+    let lifetime: u64 = params(&location)
+        .into_iter()
+        .find(|(k, _)| k == "X-Amz-Expires")
+        .unwrap()
+        .1
+        .parse()
+        .unwrap();
+    let signed_at = amz_date_to_unix(&signed_at);
+    assert!(
+        signed_at + lifetime <= grant_ends,
+        "{location} outlives the grant ending at {grant_ends}"
+    );
+    // The same through /v1/presign.
+    let presign = locator_query(
+        "/v1/presign",
+        "s3://media/task-17/1.txt",
+        &[("grant", &grant)],
+    );
+    let (status, _, body) = get(&gateway.url(&presign), None).await;
+    assert_eq!(status, 200);
+    let url = json_of(&body)["url"].as_str().unwrap().to_owned();
+    let lifetime: u64 = params(&url)
+        .into_iter()
+        .find(|(k, _)| k == "X-Amz-Expires")
+        .unwrap()
+        .1
+        .parse()
+        .unwrap();
+    let signed_at = amz_date_to_unix(
+        &params(&url)
+            .into_iter()
+            .find(|(k, _)| k == "X-Amz-Date")
+            .unwrap()
+            .1,
+    );
+    assert!(signed_at + lifetime <= grant_ends, "{url}");
+}
+
+/// `YYYYMMDDTHHMMSSZ` as unix seconds.
+fn amz_date_to_unix(text: &str) -> u64 {
+    let n = |r: std::ops::Range<usize>| text[r].parse::<i64>().unwrap();
+    let (y, m, d) = (n(0..4), n(4..6), n(6..8));
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    (days * 86_400 + n(9..11) * 3600 + n(11..13) * 60 + n(13..15)) as u64
+}
+
+#[tokio::test]
+async fn credentials_that_prove_too_little_are_refused() {
+    let store = seeded_store().await;
+    let mut short = client_entry("short", &["*"]);
+    short.insert("token_sha256".into(), vec![digest("short-token")].into());
+    let gateway = Gateway::start(&clients_config(&store).client(short.into()).build()).await;
+    let path = gateway.url(&locator_query(
+        "/v1/presign",
+        "s3://media/public/a.txt",
+        &[],
+    ));
+    // A token shorter than 16 characters never authenticates, even when listed.
+    let (status, _, body) = get(&path, Some("short-token")).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (401, "Unauthorized".to_owned())
+    );
+    // Two Authorization headers: refused, whichever is valid.
+    let response = client()
+        .get(&path)
+        .header("authorization", format!("Bearer {}", token("wide")))
+        .header("authorization", "Bearer not-a-valid-token-at-all")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    // A grant of a metrics client is a browser credential: no /metrics.
+    let ask = json!({"prefix": "s3://media/task-17/"});
+    let (_, body) = post(&gateway.url("/v1/grant"), Some(&token("metrics")), &ask).await;
+    let grant = body["grant"].as_str().unwrap().to_owned();
+    for (path, bearer) in [
+        (format!("/metrics?grant={grant}"), None),
+        ("/metrics".to_owned(), Some(grant.as_str())),
+    ] {
+        let (status, _, body) = get(&gateway.url(&path), bearer).await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (403, "ClientNotPermitted".to_owned()),
+            "{path}"
+        );
+    }
+    assert_eq!(
+        get(&gateway.url("/metrics"), Some(&token("metrics")))
+            .await
+            .0,
+        200
+    );
+}
+
+#[test]
+fn config_refuses_blank_token_digests_and_an_exposed_anonymous_s3_front() {
+    init();
+    let base = || ConfigBuilder::store("http://127.0.0.1:9", &["media"]);
+    for blank in ["", "\n"] {
+        let mut client = client_entry("c", &["store"]);
+        client.insert("token_sha256".into(), vec![digest(blank)].into());
+        let error = s3gate::config::Config::parse(&base().client(client.into()).build())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("the digest of an empty token"), "{error}");
+    }
+    let exposed = base()
+        .set("server", "listen", "0.0.0.0:8080")
+        .client(client_entry("c", &["store"]).into())
+        .s3_anonymous();
+    let error = s3gate::config::Config::parse(&exposed.clone().build())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.starts_with("[s3_api]: `anonymous` = true serves every integration's objects"),
+        "{error}"
+    );
+    assert!(
+        s3gate::config::Config::parse(&exposed.set("server", "allow_anonymous", true).build())
+            .is_ok()
+    );
+}

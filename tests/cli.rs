@@ -532,3 +532,32 @@ async fn serve_with_clients_names_them_in_the_log_never_their_secrets() {
         assert!(!log.contains(secret), "the log holds a secret: {secret}");
     }
 }
+
+#[test]
+fn check_warns_about_prefixes_that_admit_more_than_they_say() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = ConfigBuilder::store("http://127.0.0.1:9000", &["media"])
+        .integration("prefixes", vec!["task-1"])
+        .client(table([
+            ("name", "c".into()),
+            ("token_sha256", vec!["ab".repeat(32)].into()),
+            ("integrations", vec!["*"].into()),
+            ("buckets", vec!["media-typo"].into()),
+            ("prefixes", vec!["task-1/", "task-2"].into()),
+        ]))
+        .build();
+    let config = write_config(dir.path(), &text);
+    let out = s3gate(&["check", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for warning in [
+        "warning: integration \"store\": prefix \"task-1\" has no trailing `/`",
+        "warning: client \"c\": prefix \"task-2\" has no trailing `/`",
+        "warning: client \"c\": bucket \"media-typo\" is served by none of its integrations",
+    ] {
+        assert!(stdout.contains(warning), "{warning:?} not in {stdout}");
+    }
+    assert!(!stdout.contains("prefix \"task-1/\""), "{stdout}");
+}

@@ -89,6 +89,10 @@ impl fmt::Display for Caller {
     }
 }
 
+/// Shortest bearer token accepted: `s3gate token` makes 69 characters; an
+/// empty or short one (an unset variable) never authenticates.
+pub const MIN_TOKEN_LEN: usize = 16;
+
 /// The clients and the URL signing keys: turns presented credentials into callers.
 #[derive(Debug)]
 pub struct Authenticator {
@@ -121,9 +125,15 @@ impl Authenticator {
 
     /// The caller an `Authorization: Bearer` header proves; `None` without one.
     pub fn bearer(&self, headers: &HeaderMap, now: u64) -> Result<Option<Caller>, Error> {
-        let Some(value) = headers.get(header::AUTHORIZATION) else {
+        let mut values = headers.get_all(header::AUTHORIZATION).iter();
+        let Some(value) = values.next() else {
             return Ok(None);
         };
+        if values.next().is_some() {
+            return Err(Error::Unauthorized {
+                reason: "more than one Authorization header",
+            });
+        }
         let token = value
             .to_str()
             .ok()
@@ -133,6 +143,11 @@ impl Authenticator {
             .ok_or(Error::Unauthorized {
                 reason: "the Authorization header must be `Bearer TOKEN`",
             })?;
+        if token.len() < MIN_TOKEN_LEN {
+            return Err(Error::Unauthorized {
+                reason: "the bearer token is not valid",
+            });
+        }
         if token.starts_with(GRANT_PREFIX) {
             return self.grant(token, now).map(Some);
         }

@@ -198,12 +198,16 @@ impl ConfigFile {
 /// Without clients the JSON API is anonymous: only on loopback, unless the
 /// operator says otherwise.
 fn check_exposure(config: &Config) -> Result<(), ConfigError> {
-    if config.clients.is_empty()
-        && !config.server.allow_anonymous
-        && !config.listens_on_loopback_only()
-    {
+    if config.server.allow_anonymous || config.listens_on_loopback_only() {
+        return Ok(());
+    }
+    if config.clients.is_empty() {
         let msg = "is not a loopback address and no [[clients]] are configured: anyone who reaches it could use every integration; add [[clients]], or set [server] allow_anonymous = true to serve anonymously";
         return Err(invalid("[server]".into(), "listen", msg));
+    }
+    if config.s3_api.anonymous {
+        let msg = "= true serves every integration's objects to anyone who reaches the non-loopback `listen`, whatever the [[clients]] may read; set [server] allow_anonymous = true to mean it";
+        return Err(invalid("[s3_api]".into(), "anonymous", msg));
     }
     Ok(())
 }
@@ -260,6 +264,10 @@ impl ClientFile {
             .iter()
             .map(|hex| parse_sha256(hex).ok_or_else(|| invalid(ctx(), "token_sha256", "must hold 64-digit hex SHA-256 digests (see `s3gate token`), never the tokens themselves")))
             .collect::<Result<Vec<_>, _>>()?;
+        if token_sha256.iter().any(is_blank_digest) {
+            let msg = "holds the digest of an empty token (was the token's variable unset?)";
+            return Err(invalid(ctx(), "token_sha256", msg));
+        }
         let keys = self.keys()?;
         if token_sha256.is_empty() && keys.is_none() {
             let msg = "or `access_key_id` is required: a client needs a way to authenticate";
@@ -349,6 +357,14 @@ impl ClientFile {
 /// A 64-digit hex SHA-256 digest.
 fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
     crate::hex::decode(hex)?.try_into().ok()
+}
+
+/// Whether `digest` is the SHA-256 of an empty (or newline-only) token.
+fn is_blank_digest(digest: &[u8; 32]) -> bool {
+    use sha2::{Digest, Sha256};
+    ["", "\n", "\r\n"]
+        .iter()
+        .any(|blank| Sha256::digest(blank.as_bytes()).as_slice() == digest)
 }
 
 /// Shortest URL signing key accepted, in characters.

@@ -204,6 +204,14 @@ pub struct IntegrationConfig {
 }
 
 impl IntegrationConfig {
+    /// Whether the config names `bucket` for this integration.
+    pub fn serves_bucket(&self, bucket: &str) -> bool {
+        match &self.scope {
+            Scope::Default(buckets) => buckets.contains(bucket),
+            Scope::Buckets(buckets) => buckets.iter().any(|b| b == bucket),
+        }
+    }
+
     /// `integration "NAME"`, the prefix of this integration's errors.
     pub fn context(&self) -> String {
         format!("integration {:?}", self.name)

@@ -10,7 +10,7 @@ use super::context::{JsonRoute, RequestContext, Route};
 use super::query::Query;
 use super::state::State;
 use crate::auth::url_signature::SignedObject;
-use crate::auth::Caller;
+use crate::auth::{Caller, Via};
 use crate::error::Error;
 
 /// The listener a request came in on.
@@ -84,10 +84,14 @@ fn json<B>(
         what: what.to_owned(),
     };
     match route {
-        JsonRoute::Metrics if !caller.client.as_ref().is_some_and(|c| c.metrics) => {
+        JsonRoute::Metrics
+            if caller.via != Via::Token || !caller.client.as_ref().is_some_and(|c| c.metrics) =>
+        {
             Err(refused("/metrics"))
         }
-        JsonRoute::Grant if caller.grant().is_some() => Err(refused("new grants with a grant")),
+        JsonRoute::Grant if caller.grant().is_some() => {
+            Err(refused("grants: a grant cannot issue grants"))
+        }
         _ => Ok(caller),
     }
 }

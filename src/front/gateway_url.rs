@@ -57,8 +57,8 @@ pub fn sign(
     let window = presign::signing_window(integration.presign_window_s, now);
     let start = unix(window.start);
     let mut expires_at = (start + window.length + requested).min(unix(now) + MAX_PRESIGN_TTL_S);
-    if let Some(grant) = ctx.caller.grant() {
-        expires_at = expires_at.min(grant.expires_at);
+    if let Some(not_after) = options.not_after {
+        expires_at = expires_at.min(not_after);
     }
     let method = match options.method {
         PresignMethod::Get => "GET",

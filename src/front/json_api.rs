@@ -132,7 +132,7 @@ async fn presign_one<B>(
     request: &Request<B>,
 ) -> Result<Response<Body>, Error> {
     let query = query(request, PRESIGN_PARAMS)?;
-    let options = presign_options(&query)?;
+    let options = presign_options(ctx, &query)?;
     let base = gateway_url::base_url(state, request.uri(), request.headers());
     let presigned = presign_for(state, ctx, &base, query.require("locator")?, &options).await?;
     let body = serde_json::to_string(&presigned).map_err(|e| Error::Internal(e.to_string()))?;
@@ -160,7 +160,8 @@ where
             limit: limits.max_batch,
         });
     }
-    let options = batch.options()?;
+    let mut options = batch.options()?;
+    options.not_after = ctx.caller.grant().map(|grant| grant.expires_at);
     let mut results = Vec::with_capacity(batch.locators.len());
     for locator in &batch.locators {
         let item = match presign_for(state, ctx, &base, locator, &options).await {
@@ -250,7 +251,7 @@ async fn object<B>(
     let query = query(request, OBJECT_PARAMS)?;
     let resolved = state.resolve_object(ctx, query.require("locator")?)?;
     let integration = &resolved.integration;
-    let mut options = presign_options(&query)?;
+    let mut options = presign_options(ctx, &query)?;
     if ctx.caller.via == Via::SignedUrl {
         // A signed URL's `expires` is its own expiry, not a lifetime.
         options.expires_s = None;
@@ -326,9 +327,11 @@ fn parse_all(value: &str) -> Result<bool, Error> {
     }
 }
 
-/// The presign options a query gives.
-fn presign_options(query: &Query) -> Result<PresignOptions, Error> {
+/// The presign options a query gives; a grant's holder gets URLs that end
+/// with the grant at the latest.
+fn presign_options(ctx: &RequestContext, query: &Query) -> Result<PresignOptions, Error> {
     Ok(PresignOptions {
+        not_after: ctx.caller.grant().map(|grant| grant.expires_at),
         expires_s: query.get("expires").map(parse_expires).transpose()?,
         method: query
             .get("method")
@@ -419,6 +422,7 @@ impl BatchRequest {
             response_content_type: self.response_content_type.clone(),
             response_content_disposition: self.response_content_disposition.clone(),
             version_id: None,
+            not_after: None,
         })
     }
 }
