@@ -112,8 +112,7 @@ pub fn sign(
     now: SystemTime,
 ) -> Result<Presigned, Error> {
     let integration = &resolved.integration;
-    let requested = options.expires_s.unwrap_or(integration.presign_ttl_s);
-    check_requested(requested)?;
+    let requested = integration.lifetime(options.expires_s)?;
     let window = signing_window(integration.presign_window_s, now);
     let mut expires_s = lifetime(
         requested + window.length,

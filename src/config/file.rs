@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::{
     ClientConfig, Config, ConfigError, CorsConfig, CredentialsConfig, Delivery, IntegrationConfig,
     Keys, RoleConfig, S3ApiConfig, Scope, Secret, ServerConfig, StsConfig, UpstreamConfig,
-    DEFAULT_SESSION_DURATION_S, MAX_PRESIGN_TTL_S,
+    DEFAULT_PRESIGN_MAX_TTL_S, DEFAULT_SESSION_DURATION_S, MAX_PRESIGN_TTL_S,
 };
 use crate::locator::{valid_region, validate_bucket_name, AccessPointArn};
 use crate::origins::Origins;
@@ -105,6 +105,10 @@ struct IntegrationFile {
     access_point_arn: Option<String>,
     #[serde(default = "default_presign_ttl")]
     presign_ttl_s: u64,
+    #[serde(default = "default_presign_max_ttl")]
+    presign_max_ttl_s: u64,
+    #[serde(default)]
+    allow_active_content: bool,
     #[serde(default)]
     delivery: Delivery,
     #[serde(default)]
@@ -143,6 +147,10 @@ fn default_region() -> String {
 
 fn default_presign_ttl() -> u64 {
     900
+}
+
+fn default_presign_max_ttl() -> u64 {
+    DEFAULT_PRESIGN_MAX_TTL_S
 }
 
 /// Parses and validates configuration text into the typed [`Config`].
@@ -449,6 +457,7 @@ impl UpstreamConfig {
             ("header_timeout_s", self.header_timeout_s),
             ("body_idle_timeout_s", self.body_idle_timeout_s),
             ("list_all_max_keys", self.list_all_max_keys as u64),
+            ("list_all_max_pages", self.list_all_max_pages as u64),
         ] {
             if value == 0 {
                 return Err(invalid(ctx(), field, "must be at least 1"));
@@ -546,6 +555,8 @@ impl IntegrationFile {
             endpoint,
             access_point,
             presign_ttl_s: self.presign_ttl_s,
+            presign_max_ttl_s: self.presign_max_ttl_s,
+            allow_active_content: self.allow_active_content,
             delivery: self.delivery,
             origins,
             presign_window_s: self.presign_window_s,
@@ -558,6 +569,17 @@ impl IntegrationFile {
         let ctx = || self.context();
         if self.presign_ttl_s == 0 || self.presign_ttl_s > MAX_PRESIGN_TTL_S {
             let msg = format!("must be 1 to {MAX_PRESIGN_TTL_S} seconds (7 days)");
+            return Err(invalid(ctx(), "presign_ttl_s", msg));
+        }
+        if self.presign_max_ttl_s == 0 || self.presign_max_ttl_s > MAX_PRESIGN_TTL_S {
+            let msg = format!("must be 1 to {MAX_PRESIGN_TTL_S} seconds (7 days)");
+            return Err(invalid(ctx(), "presign_max_ttl_s", msg));
+        }
+        if self.presign_ttl_s > self.presign_max_ttl_s {
+            let msg = format!(
+                "= {} is over `presign_max_ttl_s` = {}: raise the maximum too",
+                self.presign_ttl_s, self.presign_max_ttl_s
+            );
             return Err(invalid(ctx(), "presign_ttl_s", msg));
         }
         if let Some(window) = self.presign_window_s {

@@ -22,6 +22,9 @@ use crate::upstream::endpoint::Endpoint;
 /// Longest presigned URL lifetime S3 accepts: 7 days.
 pub const MAX_PRESIGN_TTL_S: u64 = 7 * 24 * 3600;
 
+/// Longest presigned URL lifetime by default: 24 hours.
+pub const DEFAULT_PRESIGN_MAX_TTL_S: u64 = 24 * 3600;
+
 /// Role session lifetime STS grants when `session_duration_s` is not set.
 pub const DEFAULT_SESSION_DURATION_S: u64 = 3600;
 
@@ -191,6 +194,10 @@ pub struct IntegrationConfig {
     pub access_point: Option<AccessPointArn>,
     /// Default presigned URL lifetime in seconds.
     pub presign_ttl_s: u64,
+    /// Longest lifetime a request may ask for; longer asks are capped.
+    pub presign_max_ttl_s: u64,
+    /// Serve objects stored as active types (HTML, SVG, …) inline.
+    pub allow_active_content: bool,
     /// How `/v1/object` delivers.
     pub delivery: Delivery,
     /// Browser origins allowed for its objects, beside `[cors]`'s.
@@ -343,6 +350,8 @@ pub struct UpstreamConfig {
     pub pool_max_idle_per_host: usize,
     /// Most keys `/v1/list?all=true` returns before it stops with a cursor.
     pub list_all_max_keys: usize,
+    /// Most store pages (of 1,000 keys) one `/v1/list?all=true` reads.
+    pub list_all_max_pages: usize,
 }
 
 impl Default for UpstreamConfig {
@@ -354,6 +363,7 @@ impl Default for UpstreamConfig {
             pool_idle_timeout_s: 90,
             pool_max_idle_per_host: 64,
             list_all_max_keys: 100_000,
+            list_all_max_pages: 100,
         }
     }
 }

@@ -11,9 +11,10 @@ use super::authenticate::{authenticate, Listener};
 use super::context::{Api, JsonRoute, RequestContext, Route};
 use super::cors::{Cors, Verdict};
 use super::hosts::AllowedHosts;
+use super::listing::ListCaps;
 use super::query::Query;
 use super::state::{Limits, State};
-use super::{json_api, response, s3_api};
+use super::{content, json_api, response, s3_api};
 use crate::auth::Authenticator;
 use crate::body::{Body, BoxError};
 use crate::config::{Config, ConfigError, ServerConfig};
@@ -56,7 +57,10 @@ impl App {
                 max_batch: config.server.max_batch,
                 max_body_bytes: config.server.max_body_bytes,
                 body_timeout: std::time::Duration::from_secs(config.server.body_timeout_s),
-                list_all_max_keys: config.upstream.list_all_max_keys,
+                list_all: ListCaps {
+                    max_keys: config.upstream.list_all_max_keys,
+                    max_pages: config.upstream.list_all_max_pages,
+                },
             },
             auth: Authenticator::new(
                 config.clients,
@@ -148,6 +152,7 @@ impl App {
                 .headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
+        content::harden(response.headers_mut());
         response.headers_mut().insert("x-request-id", id.into());
         in_flight.answered = true;
         self.log(&in_flight.ctx, response.status());

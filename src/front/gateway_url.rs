@@ -52,8 +52,7 @@ pub fn sign(
     now: SystemTime,
 ) -> Result<Presigned, Error> {
     let integration = &resolved.integration;
-    let requested = options.expires_s.unwrap_or(integration.presign_ttl_s);
-    presign::check_requested(requested)?;
+    let requested = integration.lifetime(options.expires_s)?;
     let window = presign::signing_window(integration.presign_window_s, now);
     let start = unix(window.start);
     let mut expires_at = (start + window.length + requested).min(unix(now) + MAX_PRESIGN_TTL_S);

@@ -10,6 +10,7 @@ use http_body_util::{BodyExt, Limited};
 use serde::Deserialize;
 
 use super::authenticate::unix;
+use super::content;
 use super::context::{JsonRoute, RequestContext};
 use super::gateway_url;
 use super::listing::{self, ListRequest};
@@ -187,26 +188,14 @@ async fn presign_for(
     options: &PresignOptions,
 ) -> Result<Presigned, Error> {
     let resolved = state.resolve_object(ctx, locator)?;
-    let now = SystemTime::now();
     match resolved.integration.delivery {
         Delivery::Proxy => {
+            content::check_override(options.response_content_type.as_deref())?;
             let base = base.as_ref().map_err(Clone::clone)?;
+            let now = SystemTime::now();
             gateway_url::sign(state, ctx, base, locator, &resolved, options, now)
         }
-        Delivery::Redirect => match ctx.caller.grant() {
-            Some(grant) => {
-                let left = grant.expires_at.saturating_sub(unix(now)).max(1);
-                let wanted = options
-                    .expires_s
-                    .unwrap_or(resolved.integration.presign_ttl_s);
-                let options = PresignOptions {
-                    expires_s: Some(wanted.min(left)),
-                    ..options.clone()
-                };
-                presign::presign(&resolved, &options).await
-            }
-            None => presign::presign(&resolved, options).await,
-        },
+        Delivery::Redirect => presign::presign(&resolved, options).await,
     }
 }
 
@@ -227,7 +216,8 @@ where
         serde_json::from_slice(&body).map_err(|e| Error::MalformedBody(e.to_string()))?;
     let expires = asked.expires.unwrap_or(DEFAULT_GRANT_S);
     presign::check_requested(expires)?;
-    state.resolve_str(ctx, &asked.prefix)?;
+    let resolved = state.resolve_str(ctx, &asked.prefix)?;
+    let expires = expires.min(resolved.integration.presign_max_ttl_s);
     let grant = Grant {
         client: ctx.caller.signing_name().to_owned(),
         prefix: asked.prefix,
@@ -275,13 +265,16 @@ async fn object<B>(
             Ok(redirect(&presigned.url, max_age.min(expires_in)))
         }
         Delivery::Proxy => {
+            content::check_override(options.response_content_type.as_deref())?;
             let read = Read {
                 method: request.method().clone(),
                 address: resolved.address(View::Dial),
                 query: options.s3_query(&resolved),
                 client_headers: Some(request.headers()),
             };
-            integration.fetch(read).await
+            let mut response = integration.fetch(read).await?;
+            content::guard_object(response.headers_mut(), integration.allow_active_content);
+            Ok(response)
         }
     }
 }
@@ -303,7 +296,7 @@ async fn list(
             .transpose()?
             .unwrap_or(false),
     };
-    listing::respond(resolved, request, state.limits.list_all_max_keys).await
+    listing::respond(resolved, request, state.limits.list_all).await
 }
 
 fn parse_limit(value: &str) -> Result<u32, Error> {

@@ -50,6 +50,15 @@ pub struct Page {
     pub next_cursor: Option<String>,
 }
 
+/// What one `all=true` listing may cost the store: keys and pages.
+#[derive(Debug, Clone, Copy)]
+pub struct ListCaps {
+    /// Most keys (and prefixes) returned.
+    pub max_keys: usize,
+    /// Most pages read.
+    pub max_pages: usize,
+}
+
 /// What one listing asks for.
 #[derive(Debug, Clone, Default)]
 pub struct ListRequest {
@@ -70,7 +79,14 @@ pub async fn page(
     cursor: Option<&str>,
 ) -> Result<Page, Error> {
     let integration = &resolved.integration;
-    let max_keys = request.limit.unwrap_or(MAX_PAGE).to_string();
+    // Following every page, each is as large as S3 allows: a small page
+    // would multiply the LISTs billed to the customer.
+    let page_size = if request.all {
+        MAX_PAGE
+    } else {
+        request.limit.unwrap_or(MAX_PAGE)
+    };
+    let max_keys = page_size.to_string();
     let mut query: Vec<(&str, &str)> = vec![
         ("list-type", "2"),
         ("encoding-type", "url"),
@@ -179,7 +195,7 @@ fn url_decode(s: &str) -> Result<String, String> {
 pub async fn respond(
     resolved: Resolved,
     request: ListRequest,
-    max_keys: usize,
+    caps: ListCaps,
 ) -> Result<Response<Body>, Error> {
     if !request.all {
         let page = page(&resolved, &request, request.cursor.as_deref()).await?;
@@ -189,7 +205,7 @@ pub async fn respond(
     // The first page decides the status; the rest stream behind it.
     let first = page(&resolved, &request, request.cursor.as_deref()).await?;
     let (tx, rx) = mpsc::channel(4);
-    tokio::spawn(stream_all(resolved, request, first, max_keys, tx));
+    tokio::spawn(stream_all(resolved, request, first, caps, tx));
     let mut response = response::json(StatusCode::OK, String::new());
     *response.body_mut() = ChannelBody { rx }.boxed();
     Ok(response)
@@ -203,7 +219,7 @@ async fn stream_all(
     resolved: Resolved,
     request: ListRequest,
     first: Page,
-    max_keys: usize,
+    caps: ListCaps,
     tx: mpsc::Sender<Chunk>,
 ) {
     let send = |s: String| {
@@ -215,6 +231,7 @@ async fn stream_all(
     }
     let mut prefixes = Vec::new();
     let mut count = 0usize;
+    let mut pages = 1usize;
     let mut page = first;
     loop {
         let mut chunk = String::new();
@@ -230,7 +247,9 @@ async fn stream_all(
             return; // the client went away
         }
         let next = match page.next_cursor.take() {
-            Some(cursor) if count + prefixes.len() < max_keys => cursor,
+            Some(cursor) if count + prefixes.len() < caps.max_keys && pages < caps.max_pages => {
+                cursor
+            }
             other => {
                 let prefixes = serde_json::to_string(&prefixes).unwrap_or_default();
                 let cursor = serde_json::to_string(&other).unwrap_or_default();
@@ -241,6 +260,7 @@ async fn stream_all(
                 return;
             }
         };
+        pages += 1;
         page = match self::page(&resolved, &request, Some(&next)).await {
             Ok(p) => p,
             Err(e) => {

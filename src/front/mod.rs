@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod authenticate;
+pub mod content;
 pub mod context;
 pub mod cors;
 pub mod gateway_url;

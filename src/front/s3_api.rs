@@ -5,6 +5,7 @@
 
 use http::{header, HeaderValue, Method, Request, Response};
 
+use super::content;
 use super::context::RequestContext;
 use super::query::Query;
 use super::state::State;
@@ -183,6 +184,7 @@ pub async fn handle<B>(
         Operation::Object { bucket, key, query } => {
             let locator = Locator::in_bucket(bucket.clone(), key.clone());
             let resolved = state.resolve(ctx, &locator)?;
+            content::check_override(query.get("response-content-type"))?;
             let read = Read {
                 method: method.clone(),
                 address: resolved.address(View::Dial),
@@ -218,7 +220,12 @@ pub async fn handle<B>(
         }
         Operation::ListBuckets => return list_buckets(state, ctx),
     };
-    resolved.integration.fetch(read).await
+    let mut response = resolved.integration.fetch(read).await?;
+    if matches!(operation, Operation::Object { .. }) {
+        let allow = resolved.integration.allow_active_content;
+        content::guard_object(response.headers_mut(), allow);
+    }
+    Ok(response)
 }
 
 /// `ListBuckets`: the buckets the caller may read, named in the config (a

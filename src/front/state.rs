@@ -5,6 +5,7 @@ use std::time::Duration;
 use super::context::RequestContext;
 use super::cors::Cors;
 use super::hosts::AllowedHosts;
+use super::listing::ListCaps;
 use crate::auth::{clients, Authenticator};
 use crate::error::Error;
 use crate::locator::Locator;
@@ -109,6 +110,6 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Longest time a request body may take to arrive.
     pub body_timeout: Duration,
-    /// Most keys one `/v1/list?all=true` returns.
-    pub list_all_max_keys: usize,
+    /// What one `/v1/list?all=true` may cost.
+    pub list_all: ListCaps,
 }

@@ -41,6 +41,10 @@ pub struct Integration {
     pub prefixes: Vec<String>,
     /// Default presigned URL lifetime.
     pub presign_ttl_s: u64,
+    /// Longest presigned URL lifetime; longer asks are capped.
+    pub presign_max_ttl_s: u64,
+    /// Serve objects stored as active types inline.
+    pub allow_active_content: bool,
     /// How `/v1/object` delivers.
     pub delivery: Delivery,
     /// Browser origins allowed for its objects (beside the global ones).
@@ -80,6 +84,8 @@ impl Integration {
             endpoint: config.endpoint,
             prefixes: config.prefixes,
             presign_ttl_s: config.presign_ttl_s,
+            presign_max_ttl_s: config.presign_max_ttl_s,
+            allow_active_content: config.allow_active_content,
             delivery: config.delivery,
             origins: config.origins,
             presign_window_s: config.presign_window_s,
@@ -87,6 +93,14 @@ impl Integration {
             sessions,
             client,
         }
+    }
+
+    /// The lifetime of a URL asked to live `requested` seconds (the default
+    /// when `None`): 1 s to 7 days is asked, `presign_max_ttl_s` is given.
+    pub fn lifetime(&self, requested: Option<u64>) -> Result<u64, Error> {
+        let requested = requested.unwrap_or(self.presign_ttl_s);
+        crate::presign::check_requested(requested)?;
+        Ok(requested.min(self.presign_max_ttl_s))
     }
 
     /// Whether `key` lies under one of the permitted prefixes.
