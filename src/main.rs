@@ -99,9 +99,23 @@ async fn run(command: Command) -> Result<(), String> {
     }
 }
 
+/// Log filter directives added unless `S3GATE_LOG` names the target: the
+/// embedded store logs requests, `Authorization` headers included, at debug.
+const QUIET_TARGETS: &[&str] = &["s3s=info", "s3s_fs=info"];
+
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("S3GATE_LOG")
+    let spec = std::env::var("S3GATE_LOG").unwrap_or_else(|_| "info".into());
+    let mut filter = tracing_subscriber::EnvFilter::try_new(&spec)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    for quiet in QUIET_TARGETS {
+        let target = quiet.split('=').next().unwrap_or_default();
+        let named = spec
+            .split(',')
+            .any(|d| d.trim().split('=').next() == Some(target));
+        if let (false, Ok(directive)) = (named, quiet.parse()) {
+            filter = filter.add_directive(directive);
+        }
+    }
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

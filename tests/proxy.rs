@@ -522,35 +522,6 @@ async fn a_slow_reader_keeps_gateway_memory_bounded() {
     let _ = child.wait();
 }
 
-/// A misbehaving store for failure modes no real store shows on demand: it
-/// answers each request (read up to the end of its headers) with `answer`,
-/// and sends nothing else; a connection stays open until the gateway closes it.
-async fn scripted_store(answer: &'static [u8]) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = loopback().await;
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut conn, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                loop {
-                    let mut head = Vec::new();
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match conn.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => head.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    if conn.write_all(answer).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    format!("http://{addr}")
-}
-
 /// A gateway in proxy delivery for bucket `media` at `store`, with short timeouts.
 async fn impatient_gateway(store: &str) -> Gateway {
     let config = proxy_config(store, &["media"])

@@ -157,9 +157,22 @@ fn default_presign_max_ttl() -> u64 {
 pub(super) fn parse(text: &str) -> Result<Config, ConfigError> {
     let file: ConfigFile = toml::from_str(text).map_err(|e| ConfigError::Parse {
         path: PathBuf::from("<config>"),
-        message: e.to_string(),
+        message: parse_message(text, &e),
     })?;
     file.into_config()
+}
+
+/// Where the TOML parser stopped and why, without the offending line's
+/// text: the line may hold a secret.
+fn parse_message(text: &str, error: &toml::de::Error) -> String {
+    let message = error.message().trim_end();
+    let Some(span) = error.span() else {
+        return message.to_owned();
+    };
+    let before = text.get(..span.start).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!("line {line}, column {column}: {message}")
 }
 
 impl ConfigFile {

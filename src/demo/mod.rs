@@ -26,7 +26,8 @@ const CLIP: &[u8] = include_bytes!("assets/clip.webm");
 /// Options of `s3gate demo`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoArgs {
-    /// Folder for the store's data and the generated config (default: a folder under the system temp dir).
+    /// Folder for the store's data and the generated config (default: a new
+    /// private folder under the system temp dir, removed at exit).
     #[arg(long)]
     pub dir: Option<PathBuf>,
     /// Gateway address.
@@ -82,10 +83,10 @@ pub fn seed(root: &Path) -> std::io::Result<()> {
 
 /// Runs the demo until SIGINT/SIGTERM.
 pub async fn run(args: DemoArgs) -> Result<(), String> {
-    let dir = args
-        .dir
-        .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join("s3gate-demo"));
+    let (dir, made) = match &args.dir {
+        Some(dir) => (dir.clone(), false),
+        None => (private_dir()?, true),
+    };
     let store_root = dir.join("store");
     let (store, access_key, secret) = start_store(&store_root).await?;
 
@@ -128,9 +129,30 @@ pub async fn run(args: DemoArgs) -> Result<(), String> {
         &example.url,
     );
 
-    server::serve(listener, app, None, server::shutdown_signal(), grace)
-        .await
-        .map_err(|e| e.to_string())
+    let served = server::serve(listener, app, None, server::shutdown_signal(), grace).await;
+    drop(store);
+    if made {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    served.map_err(|e| e.to_string())
+}
+
+/// A new folder only this user can enter, under the system temp dir. Made
+/// with a random name and refused if anything is already there, so no
+/// planted folder or symlink is ever followed.
+fn private_dir() -> Result<PathBuf, String> {
+    let name = format!(
+        "s3gate-demo-{}",
+        crate::auth::random_hex(8).map_err(|e| e.to_string())?
+    );
+    let dir = std::env::temp_dir().join(name);
+    let mut builder = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(&dir)
+        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    Ok(dir)
 }
 
 /// Seeds the store's folder and starts the store on it, with fresh keys.
