@@ -351,6 +351,12 @@ fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
     crate::hex::decode(hex)?.try_into().ok()
 }
 
+/// Most `[server] max_connections`.
+const MAX_CONNECTIONS: usize = 1_000_000;
+
+/// Longest connection timeout accepted, in seconds (a day).
+const MAX_TIMEOUT_S: u64 = 86_400;
+
 /// Shortest URL signing key accepted, in characters.
 const MIN_URL_SIGNING_KEY: usize = 32;
 
@@ -487,6 +493,32 @@ impl ServerConfig {
         }
         if self.max_body_bytes < 1024 {
             return Err(invalid(ctx(), "max_body_bytes", "must be at least 1024"));
+        }
+        self.validate_connections()
+    }
+
+    /// The connection limits: all at least 1, none beyond what they mean.
+    fn validate_connections(&self) -> Result<(), ConfigError> {
+        let ctx = || "[server]".to_owned();
+        if !(1..=MAX_CONNECTIONS).contains(&self.max_connections) {
+            let msg = format!("must be 1 to {MAX_CONNECTIONS}");
+            return Err(invalid(ctx(), "max_connections", msg));
+        }
+        for (field, value) in [
+            ("handshake_timeout_s", self.handshake_timeout_s),
+            ("keepalive_timeout_s", self.keepalive_timeout_s),
+            (
+                "http2_keepalive_interval_s",
+                self.http2_keepalive_interval_s,
+            ),
+            ("http2_keepalive_timeout_s", self.http2_keepalive_timeout_s),
+            ("http2_idle_timeout_s", self.http2_idle_timeout_s),
+            ("send_timeout_s", self.send_timeout_s),
+        ] {
+            if !(1..=MAX_TIMEOUT_S).contains(&value) {
+                let msg = format!("must be 1 to {MAX_TIMEOUT_S} seconds");
+                return Err(invalid(ctx(), field, msg));
+            }
         }
         Ok(())
     }

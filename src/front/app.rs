@@ -8,6 +8,7 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 
 use super::authenticate::{authenticate, Listener};
+use super::connection::ConnectionLimits;
 use super::context::{Api, JsonRoute, RequestContext, Route};
 use super::cors::{Cors, Verdict};
 use super::query::Query;
@@ -26,12 +27,14 @@ use crate::upstream::registry::{Registry, RegistryConfig};
 pub struct App {
     state: State,
     next_request: AtomicU64,
+    connections: ConnectionLimits,
 }
 
 impl App {
     /// Builds the gateway from a validated config; contacts nothing.
     pub async fn new(config: Config) -> Result<Self, ConfigError> {
         let metrics = Metrics::new();
+        let connections = ConnectionLimits::from_config(&config.server);
         let registry = RegistryConfig {
             integrations: config.integrations,
             identity: config.identity.as_ref(),
@@ -71,7 +74,13 @@ impl App {
         Ok(Self {
             state,
             next_request: AtomicU64::new(1),
+            connections,
         })
+    }
+
+    /// The limits every connection is served under.
+    pub fn connection_limits(&self) -> ConnectionLimits {
+        self.connections
     }
 
     /// The integration registry.
