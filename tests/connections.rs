@@ -148,13 +148,21 @@ async fn a_silent_connection_is_closed_within_the_handshake_timeout() {
 
 #[tokio::test]
 async fn half_an_http2_preface_is_closed_within_the_handshake_timeout() {
-    for h2c in [false, true] {
+    let whole = [PREFACE, &SETTINGS].concat();
+    let cases: [(bool, &[u8]); 4] = [
+        (false, &PREFACE[..12]),
+        (true, &PREFACE[..12]),
+        // A whole preface, with and without SETTINGS, and then no request.
+        (true, PREFACE),
+        (true, &whole),
+    ];
+    for (h2c, start) in cases {
         let gateway = gateway(&[("handshake_timeout_s", 1.into()), ("h2c", h2c.into())]).await;
         let mut conn = TcpStream::connect(gateway.addr).await.unwrap();
-        conn.write_all(&PREFACE[..12]).await.unwrap();
+        conn.write_all(start).await.unwrap();
         let (took, _) = closed_within(&mut conn, Duration::from_secs(10))
             .await
-            .unwrap_or_else(|| panic!("h2c = {h2c}: half a preface keeps its connection"));
+            .unwrap_or_else(|| panic!("h2c = {h2c}, {start:?}: the connection stays open"));
         assert!(
             took < Duration::from_secs(5),
             "h2c = {h2c}: closed after {took:?}"
