@@ -150,3 +150,54 @@ fn server_limits_are_checked() {
     assert_refused("[server]\nmax_batch = 0\n", &["[server]", "`max_batch`"]);
     assert_refused("[server]\nlisten = \"not an address\"\n", &["listen"]);
 }
+
+#[test]
+fn connection_limits_are_checked_and_default_safely() {
+    for field in [
+        "max_connections",
+        "handshake_timeout_s",
+        "keepalive_timeout_s",
+        "http2_keepalive_interval_s",
+        "http2_keepalive_timeout_s",
+        "http2_idle_timeout_s",
+        "send_timeout_s",
+    ] {
+        let field_named = format!("`{field}`");
+        assert_refused(
+            &format!("[server]\n{field} = 0\n"),
+            &["[server]", &field_named],
+        );
+    }
+    assert_refused(
+        "[server]\nmax_connections = 2000000\n",
+        &["`max_connections`", "1 to 1000000"],
+    );
+    assert_refused(
+        "[server]\nsend_timeout_s = 100000\n",
+        &["`send_timeout_s`", "1 to 86400 seconds"],
+    );
+    support::init();
+    let server = Config::parse("").unwrap().server;
+    assert_eq!(server.max_connections, 10_000);
+    assert_eq!(server.handshake_timeout_s, 10);
+    assert_eq!(server.keepalive_timeout_s, 75);
+    assert_eq!(server.http2_keepalive_interval_s, 30);
+    assert_eq!(server.http2_keepalive_timeout_s, 20);
+    assert_eq!(server.http2_idle_timeout_s, 120);
+    assert!(!server.h2c);
+    assert_eq!(server.send_timeout_s, 60);
+}
+
+#[test]
+fn syntax_errors_give_the_place_never_the_line() {
+    let text = "[server]\nlisten = \"127.0.0.1:1\"\n\n[[integrations]]\nname = \"a\"\n[integrations.credentials]\naccess_key_id = \"AKID\"\nsecret_access_key = \"hunter2-secret\" oops\n";
+    let error = Config::parse(text).unwrap_err().to_string();
+    assert!(
+        error.starts_with(
+            "<config>: line 8, column 38, in [integrations.credentials], `secret_access_key`: "
+        ),
+        "{error}"
+    );
+    assert!(!error.contains("hunter2"), "the secret was echoed: {error}");
+    assert!(!error.contains('\n'), "{error}");
+}

@@ -239,3 +239,30 @@ fn unreadable_tls_files_are_config_errors() {
         .unwrap()
         .contains("no certificate"));
 }
+
+#[tokio::test]
+async fn a_stalled_tls_handshake_is_closed_within_the_handshake_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let pki = make_pki(dir.path());
+    let config = ConfigBuilder::store("http://127.0.0.1:9", &["media"])
+        .set("server", "handshake_timeout_s", 1)
+        .build();
+    let (addr, _stop) = tls_gateway(&config, &pki).await;
+    // Silent, and the first bytes of a ClientHello record that never completes.
+    let starts: [&[u8]; 2] = [b"", &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]];
+    for start in starts {
+        let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+        conn.write_all(start).await.unwrap();
+        let begun = std::time::Instant::now();
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut rest)).await;
+        assert!(read.is_ok(), "{start:?}: the handshake is still waiting");
+        assert!(
+            begun.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            begun.elapsed()
+        );
+    }
+}

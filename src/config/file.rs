@@ -162,8 +162,8 @@ pub(super) fn parse(text: &str) -> Result<Config, ConfigError> {
     file.into_config()
 }
 
-/// Where the TOML parser stopped and why, without the offending line's
-/// text: the line may hold a secret.
+/// Where the TOML parser stopped and why: the line, column, table and key,
+/// never the offending line's value (it may hold a secret).
 fn parse_message(text: &str, error: &toml::de::Error) -> String {
     let message = error.message().trim_end();
     let Some(span) = error.span() else {
@@ -171,8 +171,25 @@ fn parse_message(text: &str, error: &toml::de::Error) -> String {
     };
     let before = text.get(..span.start).unwrap_or(text);
     let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    format!("line {line}, column {column}: {message}")
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
+    let mut place = format!("line {line}, column {column}");
+    let table = before[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['));
+    let key = text[line_start..]
+        .split_once('=')
+        .map(|(key, _)| key.trim())
+        .filter(|key| !key.is_empty() && !key.contains('\n') && key.len() <= 64);
+    if let Some(table) = table.filter(|t| t.len() <= 64 && !t.contains('=')) {
+        place.push_str(&format!(", in {table}"));
+    }
+    if let Some(key) = key {
+        place.push_str(&format!(", `{key}`"));
+    }
+    format!("{place}: {message}")
 }
 
 impl ConfigFile {
@@ -388,6 +405,12 @@ fn is_blank_digest(digest: &[u8; 32]) -> bool {
         .any(|blank| Sha256::digest(blank.as_bytes()).as_slice() == digest)
 }
 
+/// Most `[server] max_connections`.
+const MAX_CONNECTIONS: usize = 1_000_000;
+
+/// Longest connection timeout accepted, in seconds (a day).
+const MAX_TIMEOUT_S: u64 = 86_400;
+
 /// Shortest URL signing key accepted, in characters.
 const MIN_URL_SIGNING_KEY: usize = 32;
 
@@ -525,6 +548,32 @@ impl ServerConfig {
         }
         if self.max_body_bytes < 1024 {
             return Err(invalid(ctx(), "max_body_bytes", "must be at least 1024"));
+        }
+        self.validate_connections()
+    }
+
+    /// The connection limits: all at least 1, none beyond what they mean.
+    fn validate_connections(&self) -> Result<(), ConfigError> {
+        let ctx = || "[server]".to_owned();
+        if !(1..=MAX_CONNECTIONS).contains(&self.max_connections) {
+            let msg = format!("must be 1 to {MAX_CONNECTIONS}");
+            return Err(invalid(ctx(), "max_connections", msg));
+        }
+        for (field, value) in [
+            ("handshake_timeout_s", self.handshake_timeout_s),
+            ("keepalive_timeout_s", self.keepalive_timeout_s),
+            (
+                "http2_keepalive_interval_s",
+                self.http2_keepalive_interval_s,
+            ),
+            ("http2_keepalive_timeout_s", self.http2_keepalive_timeout_s),
+            ("http2_idle_timeout_s", self.http2_idle_timeout_s),
+            ("send_timeout_s", self.send_timeout_s),
+        ] {
+            if !(1..=MAX_TIMEOUT_S).contains(&value) {
+                let msg = format!("must be 1 to {MAX_TIMEOUT_S} seconds");
+                return Err(invalid(ctx(), field, msg));
+            }
         }
         Ok(())
     }

@@ -302,6 +302,24 @@ pub struct ServerConfig {
     pub url_signing_keys_env: Option<String>,
     /// File holding the URL signing keys, one per line.
     pub url_signing_keys_file: Option<PathBuf>,
+    /// Most client connections served at once; beyond it, accept waits.
+    pub max_connections: usize,
+    /// Seconds from accept until the TLS handshake, protocol detection and
+    /// the first request's headers must be done.
+    pub handshake_timeout_s: u64,
+    /// Seconds an HTTP/1 connection may stay idle between requests.
+    pub keepalive_timeout_s: u64,
+    /// Seconds between HTTP/2 keep-alive pings.
+    pub http2_keepalive_interval_s: u64,
+    /// Seconds a ping may go unanswered before the HTTP/2 connection is closed.
+    pub http2_keepalive_timeout_s: u64,
+    /// Seconds an HTTP/2 connection may stay without open streams.
+    pub http2_idle_timeout_s: u64,
+    /// Speak cleartext HTTP/2 (prior knowledge) on a listener without TLS.
+    pub h2c: bool,
+    /// Seconds a client may take nothing of a response before it, and its
+    /// upstream request, are ended.
+    pub send_timeout_s: u64,
 }
 
 impl Default for ServerConfig {
@@ -319,6 +337,14 @@ impl Default for ServerConfig {
             metrics_listen: None,
             url_signing_keys_env: None,
             url_signing_keys_file: None,
+            max_connections: 10_000,
+            handshake_timeout_s: 10,
+            keepalive_timeout_s: 75,
+            http2_keepalive_interval_s: 30,
+            http2_keepalive_timeout_s: 20,
+            http2_idle_timeout_s: 120,
+            h2c: false,
+            send_timeout_s: 60,
         }
     }
 }

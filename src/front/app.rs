@@ -8,6 +8,7 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 
 use super::authenticate::{authenticate, Listener};
+use super::connection::ConnectionLimits;
 use super::context::{Api, JsonRoute, RequestContext, Route};
 use super::cors::{Cors, Verdict};
 use super::hosts::AllowedHosts;
@@ -32,6 +33,7 @@ const MAX_URI_BYTES: usize = 16 * 1024;
 pub struct App {
     state: State,
     next_request: AtomicU64,
+    connections: ConnectionLimits,
 }
 
 impl App {
@@ -39,6 +41,7 @@ impl App {
     pub async fn new(config: Config) -> Result<Self, ConfigError> {
         let metrics = Metrics::new();
         let hosts = allowed_hosts(&config.server);
+        let connections = ConnectionLimits::from_config(&config.server);
         let registry = RegistryConfig {
             integrations: config.integrations,
             identity: config.identity.as_ref(),
@@ -82,7 +85,13 @@ impl App {
         Ok(Self {
             state,
             next_request: AtomicU64::new(1),
+            connections,
         })
+    }
+
+    /// The limits every connection is served under.
+    pub fn connection_limits(&self) -> ConnectionLimits {
+        self.connections
     }
 
     /// The integration registry.

@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod authenticate;
+pub mod connection;
 pub mod content;
 pub mod context;
 pub mod cors;
@@ -13,6 +14,7 @@ pub mod listing;
 pub mod query;
 pub mod response;
 pub mod s3_api;
+pub mod send_timeout;
 pub mod server;
 pub mod state;
 

@@ -1,26 +1,33 @@
-//! The accept loop: plain TCP or TLS (rustls), HTTP/1.1 and HTTP/2, and a
-//! graceful drain bounded by a grace period.
+//! The accept loop: plain TCP or TLS (rustls), HTTP/1.1 and HTTP/2, the
+//! connection limits of `[server]` ([`super::connection`]), and a graceful
+//! drain bounded by a grace period.
+//!
+//! At `max_connections` the loop stops accepting until one closes: further
+//! clients wait in the kernel's backlog, they are not refused. Cleartext
+//! listeners speak HTTP/1 only unless `h2c = true`; TLS ones offer `h2` by ALPN.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use super::app::App;
 pub use super::authenticate::Listener;
+use super::connection::{Activity, ConnectionLimits, Expiry, Tracked, WriteStall};
+use super::send_timeout;
+use crate::body::BoxError;
 use crate::config::TlsConfig;
-
-/// How long a client may take to send a request's headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serves `app` on `listener` until `shutdown` resolves, then lets in-flight
 /// requests finish for at most `grace`.
@@ -34,6 +41,15 @@ pub async fn serve(
     serve_as(Listener::Main, listener, app, tls, shutdown, grace).await
 }
 
+/// What one listener's connections share.
+struct Shared {
+    kind: Listener,
+    app: Arc<App>,
+    builder: auto::Builder<TokioExecutor>,
+    limits: ConnectionLimits,
+    tls: Option<TlsAcceptor>,
+}
+
 /// Serves the routes of `kind` (all, or `/metrics` and `/healthz` only) on
 /// `listener`, as [`serve`] does.
 pub async fn serve_as(
@@ -44,15 +60,27 @@ pub async fn serve_as(
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) -> io::Result<()> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
-    let builder = Arc::new(builder);
-    let graceful = GracefulShutdown::new();
+    let limits = app.connection_limits();
+    let shared = Arc::new(Shared {
+        kind,
+        builder: builder(&limits, tls.is_some()),
+        app,
+        limits,
+        tls,
+    });
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    // Dropped at the end: connections still open then are closed.
+    let (draining, drain) = watch::channel(false);
     tokio::pin!(shutdown);
     loop {
+        // At max_connections, accept waits for a connection to close.
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
@@ -65,53 +93,132 @@ pub async fn serve_as(
             },
             () = &mut shutdown => break,
         };
-        let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        let tls = tls.clone();
+        let shared = shared.clone();
+        let drain = drain.clone();
         tokio::spawn(async move {
-            let result = match tls {
-                None => serve_connection(&builder, stream, app, kind, watcher).await,
-                Some(acceptor) => match acceptor.accept(stream).await {
-                    Ok(stream) => serve_connection(&builder, stream, app, kind, watcher).await,
-                    Err(e) => {
-                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                },
-            };
-            if let Err(e) = result {
+            if let Err(e) = connection(&shared, stream, drain).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
+            drop(permit);
         });
     }
     drop(listener);
-    let open = graceful.count();
+    let open = limits.max_connections - permits.available_permits();
     tracing::info!(open, grace_s = grace.as_secs(), "draining connections");
-    match tokio::time::timeout(grace, graceful.shutdown()).await {
-        Ok(()) => tracing::info!("drained"),
+    let _ = draining.send(true);
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    match tokio::time::timeout(grace, permits.acquire_many(all)).await {
+        Ok(_) => tracing::info!("drained"),
         Err(_) => tracing::warn!("grace period over; closing remaining connections"),
     }
     Ok(())
 }
 
+/// The HTTP builder of a listener: hyper's own timers and pings, HTTP/2
+/// only with TLS or `h2c`.
+fn builder(limits: &ConnectionLimits, tls: bool) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // hyper's header-read timer also runs while an HTTP/1 connection is idle
+    // between requests: a backstop behind the keep-alive watchdog, which
+    // closes idle connections first.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.keepalive_timeout + limits.handshake_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(limits.http2_keepalive_interval)
+        .keep_alive_timeout(limits.http2_keepalive_timeout);
+    if tls || limits.h2c {
+        builder
+    } else {
+        builder.http1_only()
+    }
+}
+
+/// One accepted connection, TLS handshake included, until it ends.
+async fn connection(
+    shared: &Shared,
+    stream: TcpStream,
+    drain: watch::Receiver<bool>,
+) -> Result<(), BoxError> {
+    let _ = stream.set_nodelay(true);
+    let activity = Activity::new(shared.limits);
+    let stream = WriteStall::new(stream, shared.limits.send_timeout);
+    let Some(acceptor) = &shared.tls else {
+        return serve_connection(shared, stream, activity, drain).await;
+    };
+    match tokio::time::timeout_at(activity.handshake_deadline(), acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => serve_connection(shared, stream, activity, drain).await,
+        Ok(Err(e)) => Err(format!("TLS handshake failed: {e}").into()),
+        Err(_) => Err("no TLS handshake within the handshake timeout".into()),
+    }
+}
+
+/// Serves HTTP on `stream`, closing it when a deadline of `activity` passes
+/// or the listener drains.
 async fn serve_connection<S>(
-    builder: &auto::Builder<TokioExecutor>,
+    shared: &Shared,
     stream: S,
-    app: Arc<App>,
-    kind: Listener,
-    watcher: hyper_util::server::graceful::Watcher,
-) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+    activity: Arc<Activity>,
+    mut drain: watch::Receiver<bool>,
+) -> Result<(), BoxError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let service = service_fn(move |request| {
+    let (app, kind) = (shared.app.clone(), shared.kind);
+    let send_timeout = shared.limits.send_timeout;
+    let requests = activity.clone();
+    let service = service_fn(move |request: http::Request<Incoming>| {
         let app = app.clone();
-        async move { Ok::<_, std::convert::Infallible>(app.handle_on(kind, request).await) }
+        let guard = requests.request(request.version());
+        async move {
+            let response = app.handle_on(kind, request).await;
+            let response =
+                response.map(|body| Tracked::new(send_timeout::limit(body, send_timeout), guard));
+            Ok::<_, Infallible>(response)
+        }
     });
-    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-    watcher.watch(connection.into_owned()).await
+    let connection = shared
+        .builder
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    let mut closing = false;
+    loop {
+        let deadline = if closing { None } else { activity.deadline() };
+        let expired = async {
+            match deadline {
+                Some((at, _)) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            result = connection.as_mut() => return result,
+            () = expired => match deadline {
+                Some(d) if activity.still(d) => match d.1 {
+                    Expiry::Close => return Err("no request within the handshake timeout".into()),
+                    Expiry::Shutdown => {
+                        tracing::debug!("idle connection closed");
+                        connection.as_mut().graceful_shutdown();
+                        closing = true;
+                    }
+                },
+                _ => {}
+            },
+            () = activity.changed() => {}
+            changed = drain.changed() => {
+                // The listener is gone after its grace period: close.
+                if changed.is_err() {
+                    return Ok(());
+                }
+                if !closing {
+                    connection.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+            }
+        }
+    }
 }
 
 /// Builds the TLS acceptor from PEM files.
