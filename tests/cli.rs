@@ -561,3 +561,86 @@ fn check_warns_about_prefixes_that_admit_more_than_they_say() {
     }
     assert!(!stdout.contains("prefix \"task-1/\""), "{stdout}");
 }
+
+#[tokio::test]
+async fn demo_keeps_to_a_private_folder_and_its_store_logs_no_signatures() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A folder planted where a fixed demo path would be is never used.
+    let planted = tmp.path().join("planted");
+    std::fs::create_dir(&planted).unwrap();
+    std::os::unix::fs::symlink(&planted, tmp.path().join("s3gate-demo")).unwrap();
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut child = s3gate(&[
+        "demo",
+        "--listen",
+        "127.0.0.1:0",
+        "--gallery-listen",
+        "127.0.0.1:0",
+    ])
+    .env("TMPDIR", tmp.path())
+    .env("S3GATE_LOG", "debug")
+    .stdout(Stdio::piped())
+    .stderr(log.reopen().unwrap())
+    .spawn()
+    .unwrap();
+    let mut stdout = Lines::of(child.stdout.take().unwrap());
+    let line = wait_for_line(&mut stdout, "gateway");
+    let gateway = line.split_whitespace().nth(1).unwrap().to_owned();
+    let config = line
+        .split("(config ")
+        .nth(1)
+        .unwrap()
+        .trim_end_matches(')')
+        .to_owned();
+    let folder = std::path::Path::new(&config).parent().unwrap().to_owned();
+    assert!(
+        folder.starts_with(tmp.path()) && folder != tmp.path().join("s3gate-demo"),
+        "{config}"
+    );
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&folder).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o700, "{}", folder.display());
+    assert_eq!(
+        std::fs::read_dir(&planted).unwrap().count(),
+        0,
+        "the planted folder was written"
+    );
+
+    // A presigned read and a proxied one reach the store, signed.
+    let http = client();
+    for (locator, path) in [
+        ("s3://demo/README.txt", "presign"),
+        ("s3://demo-stream/README.txt", "object"),
+    ] {
+        let url = format!("{gateway}/v1/{path}?locator={locator}");
+        let response = http.get(&url).send().await.unwrap();
+        let response = if path == "presign" {
+            let body: serde_json::Value = response.json().await.unwrap();
+            http.get(body["url"].as_str().unwrap())
+                .send()
+                .await
+                .unwrap()
+        } else {
+            response
+        };
+        assert_eq!(response.status(), 200, "{locator}");
+    }
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(
+        wait_exit(&mut child, Duration::from_secs(15)).code(),
+        Some(0)
+    );
+    let log = std::fs::read_to_string(log.path()).unwrap();
+    assert!(log.contains("s3gate::access"), "the debug log is there");
+    for secret in [
+        "AWS4-HMAC-SHA256 Credential=",
+        "X-Amz-Signature=",
+        "Signature=",
+    ] {
+        assert!(!log.contains(secret), "the log holds {secret:?}");
+    }
+    assert!(!folder.exists(), "the demo's folder is removed at exit");
+}
