@@ -11,6 +11,7 @@ pub mod listing;
 pub mod query;
 pub mod response;
 pub mod s3_api;
+pub mod s3_listing;
 pub mod server;
 pub mod state;
 

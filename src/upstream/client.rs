@@ -111,6 +111,7 @@ impl Upstream {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let content_range = response.headers().get(header::CONTENT_RANGE).cloned();
+        let store_ids = crate::error::StoreIds::of(response.headers());
         let body = Limited::new(response.into_body(), ERROR_BODY_LIMIT).collect();
         let body = match tokio::time::timeout(self.header_timeout, body).await {
             Ok(Ok(collected)) => collected.to_bytes(),
@@ -140,6 +141,7 @@ impl Upstream {
             code,
             message: xml::field(&body, "Message").unwrap_or_default(),
             content_range,
+            store_ids,
         }
     }
 }
