@@ -138,11 +138,19 @@ pub struct StoreIds {
 }
 
 impl StoreIds {
-    /// The ids in a store's response headers, if it sent any.
-    pub fn of(headers: &http::HeaderMap) -> Option<Box<Self>> {
+    /// The ids of a store's error answer, from its headers or else its S3
+    /// XML body (`RequestId`, `HostId`), if it gave any.
+    pub fn of(headers: &http::HeaderMap, body: &[u8]) -> Option<Box<Self>> {
+        let id = |header: &str, field: &str| {
+            headers.get(header).cloned().or_else(|| {
+                crate::xml::field(body, field)
+                    .filter(|id| !id.is_empty())
+                    .and_then(|id| http::HeaderValue::from_str(&id).ok())
+            })
+        };
         let ids = Self {
-            request_id: headers.get("x-amz-request-id").cloned(),
-            host_id: headers.get("x-amz-id-2").cloned(),
+            request_id: id("x-amz-request-id", "RequestId"),
+            host_id: id("x-amz-id-2", "HostId"),
         };
         (ids != Self::default()).then(|| Box::new(ids))
     }
