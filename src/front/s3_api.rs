@@ -259,9 +259,12 @@ fn bucket_headers(headers: &HeaderMap) -> HeaderMap {
 }
 
 /// `GetBucketLocation`, asked of the store with the integration's
-/// credentials. A store that does not serve it (or a policy that does not
-/// grant it) is asked `HeadBucket` instead, and the integration's region
-/// answers for a bucket that exists; a missing bucket is the store's 404.
+/// credentials: a bucket the store does not have is its `404 NoSuchBucket`.
+/// The answer names the integration's region: a store that accepts its
+/// signatures is in that region (AWS redirects otherwise, which is a 502),
+/// and some stores answer an empty constraint whatever their region. A
+/// store that does not serve it (or a policy that does not grant it) is
+/// asked `HeadBucket` instead.
 async fn location(resolved: &Resolved, headers: &HeaderMap) -> Result<Response<Body>, Error> {
     let integration = &resolved.integration;
     let read = Read {
@@ -270,12 +273,13 @@ async fn location(resolved: &Resolved, headers: &HeaderMap) -> Result<Response<B
         query: vec![("location", "")],
         client_headers: Some(headers),
     };
-    match integration.fetch(read).await {
+    match integration.read(read).await {
+        Ok(_) => return Ok(xml_response(location_xml(&integration.region))),
         Err(Error::UpstreamStatus {
             status: 403 | 405 | 501,
             ..
         }) => {}
-        answered => return answered,
+        Err(e) => return Err(e),
     }
     let head = Read {
         method: Method::HEAD,

@@ -36,7 +36,8 @@ COMPARED_HEADERS = [
 ]
 # Compared by presence: request ids differ by nature.
 PRESENT_HEADERS = ["x-amz-request-id", "x-amz-id-2"]
-# Listings are re-encoded by the gateway: their length may differ.
+# Listings (re-encoded) and GetBucketLocation are written by the gateway:
+# their length may differ.
 LISTING_SKIPS = {"content-length", "content-type"}
 
 
@@ -127,7 +128,8 @@ def differs(direct, gateway):
 
 
 def cases(s3, etag):
-    """(name, operation, listing, kwargs) of every read compared."""
+    """(name, operation, rewritten, kwargs) of every read compared; the body
+    of a `rewritten` answer is the gateway's own (LISTING_SKIPS)."""
     photo = {"Bucket": BUCKET, "Key": "photo.jpg"}
     listing = {"Bucket": BUCKET, "Prefix": "dir/"}
     return [
@@ -155,7 +157,8 @@ def cases(s3, etag):
         ("list-missing-bucket", "list_objects_v2", True, {"Bucket": GHOST}),
         ("head-bucket", "head_bucket", False, {"Bucket": BUCKET}),
         ("head-missing-bucket", "head_bucket", False, {"Bucket": GHOST}),
-        ("location", "get_bucket_location", False, {"Bucket": BUCKET}),
+        # The gateway writes this answer itself (its length may differ).
+        ("location", "get_bucket_location", True, {"Bucket": BUCKET}),
         ("location-missing-bucket", "get_bucket_location", False, {"Bucket": GHOST}),
     ]
 
