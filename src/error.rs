@@ -113,6 +113,8 @@ pub enum Error {
         message: String,
         /// A 416's `Content-Range: bytes */SIZE`, which tells the size.
         content_range: Option<http::HeaderValue>,
+        /// The store's ids of its answer, which SDKs report (boxed: errors stay small).
+        store_ids: Option<Box<StoreIds>>,
     },
     /// The upstream did not answer in time.
     #[error("integration {integration:?}: upstream timed out after {seconds} s")]
@@ -133,6 +135,35 @@ pub enum Error {
     /// A bug or an unexpected local failure.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// The ids a store gives each answer (`x-amz-request-id`, `x-amz-id-2`),
+/// passed to S3 clients so that their error reports name the store's request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreIds {
+    /// `x-amz-request-id`.
+    pub request_id: Option<http::HeaderValue>,
+    /// `x-amz-id-2` (S3's host id).
+    pub host_id: Option<http::HeaderValue>,
+}
+
+impl StoreIds {
+    /// The ids of a store's error answer, from its headers or else its S3
+    /// XML body (`RequestId`, `HostId`), if it gave any.
+    pub fn of(headers: &http::HeaderMap, body: &[u8]) -> Option<Box<Self>> {
+        let id = |header: &str, field: &str| {
+            headers.get(header).cloned().or_else(|| {
+                crate::xml::field(body, field)
+                    .filter(|id| !id.is_empty())
+                    .and_then(|id| http::HeaderValue::from_str(&id).ok())
+            })
+        };
+        let ids = Self {
+            request_id: id("x-amz-request-id", "RequestId"),
+            host_id: id("x-amz-id-2", "HostId"),
+        };
+        (ids != Self::default()).then(|| Box::new(ids))
+    }
 }
 
 /// Who is to blame for an error: decides the log level.
@@ -295,13 +326,30 @@ impl Error {
 
     /// The S3 API body: `<Error><Code/><Message/><Resource/><RequestId/></Error>`.
     pub fn s3_xml_body(&self, resource: &str, request_id: &str) -> String {
+        let host_id = match self {
+            Error::UpstreamStatus { store_ids, .. } => store_ids
+                .as_ref()
+                .and_then(|ids| ids.host_id.as_ref())
+                .and_then(|v| v.to_str().ok())
+                .map(|id| format!("<HostId>{}</HostId>", crate::xml::escape(id))),
+            _ => None,
+        };
         format!(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{}</Code><Message>{}</Message><Resource>{}</Resource><RequestId>{}</RequestId></Error>",
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{}</Code><Message>{}</Message><Resource>{}</Resource><RequestId>{}</RequestId>{}</Error>",
             crate::xml::escape(self.s3_code()),
             crate::xml::escape(&self.client_message()),
             crate::xml::escape(resource),
-            crate::xml::escape(request_id)
+            crate::xml::escape(request_id),
+            host_id.unwrap_or_default()
         )
+    }
+
+    /// The store's ids of its answer, for an error the store answered.
+    pub fn store_ids(&self) -> Option<&StoreIds> {
+        match self {
+            Error::UpstreamStatus { store_ids, .. } => store_ids.as_deref(),
+            _ => None,
+        }
     }
 }
 

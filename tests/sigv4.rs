@@ -23,8 +23,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use s3gate::sigv4::canonical::{self, SigningKey};
 use s3gate::sigv4::time::AmzTime;
 use s3gate::sigv4::{
-    encode_path, encode_query_component, presign, rfc3339, sign_headers, Credentials,
-    SigningRequest, UNSIGNED_PAYLOAD,
+    encode_path, encode_query_component, presign, rfc3339, sign_headers, sign_headers_with,
+    Credentials, SigningRequest, UNSIGNED_PAYLOAD,
 };
 
 // ---------------------------------------------------------------------------
@@ -508,6 +508,8 @@ mod reference {
         pub time: SystemTime,
         /// `Some(seconds)` to presign, `None` to sign in headers.
         pub expires_in: Option<u64>,
+        /// Headers the request carries beside those the signer adds (all signed).
+        pub headers: &'a [(&'a str, &'a str)],
     }
 
     /// Signs with aws-sigv4 configured for S3 as s3gate signs.
@@ -547,7 +549,7 @@ mod reference {
         let request = SignableRequest::new(
             input.method,
             input.uri.as_str(),
-            std::iter::empty(),
+            input.headers.iter().copied(),
             SignableBody::UnsignedPayload,
         )
         .expect("signable request");
@@ -738,6 +740,7 @@ fn presign_matches_aws_sigv4() {
                     region,
                     time,
                     expires_in: Some(expires_in),
+                    headers: &[],
                 });
 
                 let context = format!("key {key:?}, token {token:?}, query {query:?}");
@@ -804,6 +807,7 @@ fn presign_matches_aws_sigv4_everywhere() {
                             region,
                             time,
                             expires_in: Some(900),
+                            headers: &[],
                         });
                         assert!(
                             ours.ends_with(&format!("&X-Amz-Signature={}", theirs.signature)),
@@ -859,6 +863,7 @@ fn presign_with_clashing_parameter_names_matches_aws_sigv4() {
                 region: "us-east-1",
                 time: at(DOC_TIME),
                 expires_in: Some(60),
+                headers: &[],
             });
             assert!(ours.ends_with(&format!("&X-Amz-Signature={}", theirs.signature)));
             let mut expected = owned(query);
@@ -933,6 +938,7 @@ fn sign_headers_matches_aws_sigv4() {
             region,
             time,
             expires_in: None,
+            headers: &[],
         });
         let mut expected = theirs.headers.clone();
         expected.sort();
@@ -966,6 +972,99 @@ fn sign_headers_matches_aws_sigv4() {
         }
     }
     assert_eq!(checked, 2 * (2 * keys.len() + list_queries.len()));
+}
+
+/// Header sets the proxy forwards and signs: checksum mode, SSE-C, requester
+/// pays, in any order, with values aws-sigv4 trims and collapses.
+fn extra_header_sets() -> Vec<Vec<(&'static str, &'static str)>> {
+    vec![
+        vec![("x-amz-checksum-mode", "ENABLED")],
+        vec![("x-amz-request-payer", "requester")],
+        vec![
+            (
+                "x-amz-server-side-encryption-customer-key-md5",
+                "ZjQ4YmQ0NzE0NzE0NzE0Nw==",
+            ),
+            ("x-amz-server-side-encryption-customer-algorithm", "AES256"),
+            (
+                "x-amz-server-side-encryption-customer-key",
+                "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+            ),
+            ("x-amz-checksum-mode", "ENABLED"),
+            ("x-amz-request-payer", "requester"),
+        ],
+        vec![("x-amz-checksum-mode", "  ENABLED   with  spaces ")],
+    ]
+}
+
+#[test]
+fn sign_headers_with_extra_headers_matches_aws_sigv4() {
+    let keys = awkward_keys();
+    let times = times();
+    let mut checked = 0;
+    for (i, extra) in extra_header_sets().iter().enumerate() {
+        for token in [None, Some(STS_TOKEN)] {
+            for (j, key) in keys.iter().enumerate().step_by(3) {
+                let ep = &ENDPOINTS[(i + j) % ENDPOINTS.len()];
+                let region = REGIONS[(i + j) % REGIONS.len()];
+                let time = times[(i + j) % times.len()];
+                let key_path = encode_path(&format!("/{key}"));
+                let path = match ep.bucket {
+                    Some(bucket) => format!("{}{key_path}", encode_path(&format!("/{bucket}"))),
+                    None => key_path,
+                };
+                let query: &[(&str, &str)] = &[("versionId", "v1+/=")];
+                let creds = Credentials::new("AKIDEXAMPLE", SECRET, token.map(Into::into), None);
+                let req = SigningRequest {
+                    method: "GET",
+                    host: ep.host,
+                    path: &path,
+                    query,
+                    region,
+                    service: "s3",
+                    time,
+                };
+                let ours = sign_headers_with(&creds, &req, extra);
+                let uri = format!(
+                    "{}://{}{}?{}",
+                    ep.scheme,
+                    ep.host,
+                    path,
+                    canonical::query_string(query)
+                );
+                let theirs = reference::sign_s3(&reference::Input {
+                    akid: "AKIDEXAMPLE",
+                    secret: SECRET,
+                    token,
+                    method: "GET",
+                    uri,
+                    region,
+                    time,
+                    expires_in: None,
+                    headers: extra,
+                });
+                let authorization = theirs
+                    .headers
+                    .iter()
+                    .find(|(name, _)| name == "authorization")
+                    .map(|(_, value)| value.clone())
+                    .unwrap();
+                assert_eq!(ours.authorization, authorization, "{extra:?} {path}");
+                for (name, _) in extra {
+                    assert!(ours.authorization.contains(name), "{name} is signed");
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 8 * 4, "{checked}");
+    // Without extra headers, the same signature as `sign_headers`.
+    let creds = Credentials::new("AKIDEXAMPLE", SECRET, None, None);
+    let req = request("/a%20b", "us-east-1", at(DOC_TIME));
+    assert_eq!(
+        sign_headers_with(&creds, &req, &[]).authorization,
+        sign_headers(&creds, &req).authorization
+    );
 }
 
 /// RFC 3986 encoding written independently of the crate: unreserved bytes kept

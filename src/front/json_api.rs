@@ -289,7 +289,10 @@ async fn list(
     let request = ListRequest {
         delimiter: query.get("delimiter").map(str::to_owned),
         limit: query.get("limit").map(parse_limit).transpose()?,
-        cursor: query.get("cursor").map(str::to_owned),
+        cursor: query
+            .get("cursor")
+            .map(|c| listing::check_cursor("cursor", c).map(|()| c.to_owned()))
+            .transpose()?,
         all: query
             .get("all")
             .map(parse_all)

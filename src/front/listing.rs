@@ -72,6 +72,61 @@ pub struct ListRequest {
     pub all: bool,
 }
 
+/// Checks a listing position given as a key (`prefix`, `start-after`,
+/// `marker`) as keys are checked: no `.` or `..` segment, at most S3's
+/// key length.
+pub fn check_position(name: &'static str, value: &str) -> Result<(), Error> {
+    crate::locator::validate_key(value).map_err(|reason| Error::InvalidParameter { name, reason })
+}
+
+/// Checks a continuation token: opaque to s3gate, but some stores make it
+/// of the next key (as is, or base64-encoded), so a token that is or decodes
+/// to a name with a `.` or `..` segment is refused like such a key.
+pub fn check_cursor(name: &'static str, token: &str) -> Result<(), Error> {
+    let refused = |what: &str| Error::InvalidParameter {
+        name,
+        reason: format!("{what} a `.` or `..` path segment, which s3gate does not list"),
+    };
+    if has_dot_segment(token) {
+        return Err(refused("the token has"));
+    }
+    let decoded = base64_decode(token).and_then(|bytes| String::from_utf8(bytes).ok());
+    if decoded.is_some_and(|text| has_dot_segment(&text)) {
+        return Err(refused("the token names a key with"));
+    }
+    Ok(())
+}
+
+fn has_dot_segment(name: &str) -> bool {
+    name.split('/')
+        .any(|segment| segment == "." || segment == "..")
+}
+
+/// Base64, standard or URL-safe alphabet, padding optional; `None` when
+/// `text` is not base64.
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let text = text.trim_end_matches('=');
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for b in text.bytes() {
+        let value = match b {
+            b'A'..=b'Z' => b - b'A',
+            b'a'..=b'z' => b - b'a' + 26,
+            b'0'..=b'9' => b - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(value);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push(((acc >> bits) & 0xff) as u8);
+        }
+    }
+    Some(out)
+}
+
 /// Fetches one page of `resolved`'s prefix.
 pub async fn page(
     resolved: &Resolved,
@@ -87,9 +142,10 @@ pub async fn page(
         request.limit.unwrap_or(MAX_PAGE)
     };
     let max_keys = page_size.to_string();
+    // Keys are asked for as stored: `encoding-type=url` cannot be trusted
+    // (some stores echo it without encoding), a raw listing is unambiguous.
     let mut query: Vec<(&str, &str)> = vec![
         ("list-type", "2"),
-        ("encoding-type", "url"),
         ("max-keys", &max_keys),
         ("prefix", &resolved.key),
     ];
@@ -175,20 +231,46 @@ pub fn parse(xml: &[u8]) -> Result<Page, String> {
     if !truncated {
         page.next_cursor = None;
     }
-    if url_encoded {
+    if url_encoded && looks_encoded(&page) {
         for o in &mut page.objects {
-            o.key = url_decode(&o.key)?;
+            o.key = url_decode(&o.key);
         }
         for p in &mut page.prefixes {
-            *p = url_decode(p)?;
+            *p = url_decode(p);
         }
     }
     Ok(page)
 }
 
-/// Decodes S3's `encoding-type=url` (`+` is a space).
-fn url_decode(s: &str) -> Result<String, String> {
-    crate::locator::percent_decode(&s.replace('+', "%20"))
+/// Whether a page that says `EncodingType=url` could be: no key or prefix
+/// holds a byte an encoder never leaves as is (a space, a control or
+/// non-ASCII character, a `%` that starts no escape). A store that echoes
+/// the encoding type without encoding is caught on such a page.
+fn looks_encoded(page: &Page) -> bool {
+    let names = page
+        .objects
+        .iter()
+        .map(|o| o.key.as_str())
+        .chain(page.prefixes.iter().map(String::as_str));
+    names.into_iter().all(|name| {
+        let bytes = name.as_bytes();
+        bytes.iter().enumerate().all(|(i, &b)| match b {
+            b'%' => bytes
+                .get(i + 1..i + 3)
+                .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit)),
+            b'!'..=b'~' => !matches!(
+                b,
+                b'"' | b'<' | b'>' | b'\\' | b'^' | b'`' | b'{' | b'|' | b'}'
+            ),
+            _ => false,
+        })
+    })
+}
+
+/// Decodes S3's `encoding-type=url` (`+` is a space); a name that does not
+/// decode (`100%zz`, or not UTF-8 once decoded) stays as the store sent it.
+fn url_decode(s: &str) -> String {
+    crate::locator::percent_decode(&s.replace('+', "%20")).unwrap_or_else(|_| s.to_owned())
 }
 
 /// The JSON response: one page, or every page streamed.
@@ -309,6 +391,67 @@ mod tests {
         assert_eq!(page.objects[0].size, 12);
         assert_eq!(page.prefixes, vec!["a/sub+/".to_owned()]);
         assert_eq!(page.next_cursor.as_deref(), Some("tok/en=="));
+    }
+
+    #[test]
+    fn pages_a_store_did_not_encode_keep_their_keys() {
+        // The store echoed `url` but sent keys as stored.
+        let xml = b"<ListBucketResult><EncodingType>url</EncodingType><IsTruncated>false</IsTruncated>\
+<Contents><Key>a b+c</Key><Size>1</Size></Contents><Contents><Key>x+y</Key><Size>1</Size></Contents></ListBucketResult>";
+        let keys: Vec<String> = parse(xml)
+            .unwrap()
+            .objects
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
+        assert_eq!(keys, ["a b+c", "x+y"]);
+        // One key that does not decode fails neither the page nor its neighbours.
+        let xml = b"<ListBucketResult><EncodingType>url</EncodingType><IsTruncated>false</IsTruncated>\
+<Contents><Key>100%zz.txt</Key><Size>1</Size></Contents><Contents><Key>a%20b%2Bc</Key><Size>1</Size></Contents></ListBucketResult>";
+        let keys: Vec<String> = parse(xml)
+            .unwrap()
+            .objects
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
+        assert_eq!(keys, ["100%zz.txt", "a%20b%2Bc"]);
+        let xml = b"<ListBucketResult><EncodingType>url</EncodingType><IsTruncated>false</IsTruncated>\
+<Contents><Key>%FF%FE.bin</Key><Size>1</Size></Contents><Contents><Key>a%20b%2Bc</Key><Size>1</Size></Contents></ListBucketResult>";
+        let keys: Vec<String> = parse(xml)
+            .unwrap()
+            .objects
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
+        assert_eq!(keys, ["%FF%FE.bin", "a b+c"]);
+    }
+
+    #[test]
+    fn positions_and_cursors_are_checked_like_keys() {
+        for bad in ["datasets/../private/", "..", "a/./b", "./"] {
+            assert!(check_position("prefix", bad).is_err(), "{bad}");
+            assert!(check_cursor("cursor", bad).is_err(), "{bad}");
+        }
+        for good in ["", "datasets/", "a/.hidden/", "a..b/", "datasets/..x"] {
+            assert!(check_position("prefix", good).is_ok(), "{good}");
+        }
+        // Tokens of keys with dot segments, base64 in either alphabet.
+        for token in [
+            "ZGF0YXNldHMvLi4vcHJpdmF0ZS94",
+            "ZGF0YXNldHMvLi4vcHJpdmF0ZS94==",
+            "Li4vYQ",
+        ] {
+            let e = check_cursor("continuation-token", token).unwrap_err();
+            assert_eq!(e.status(), 400, "{token}");
+        }
+        // Opaque tokens (AWS, moto's md5) and tokens of plain keys pass.
+        for token in [
+            "1ueGcxLPRx1Tr/XYExHnhbYLgveDs2J/wm36Hy4vbOwM=",
+            "5d41402abc4b2a76b9719d911017c592",
+            "ZGF0YXNldHMvYS5wbmc=",
+        ] {
+            assert!(check_cursor("continuation-token", token).is_ok(), "{token}");
+        }
     }
 
     #[test]

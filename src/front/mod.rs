@@ -14,6 +14,7 @@ pub mod listing;
 pub mod query;
 pub mod response;
 pub mod s3_api;
+pub mod s3_listing;
 pub mod send_timeout;
 pub mod server;
 pub mod state;

@@ -63,7 +63,14 @@ pub fn text(status: StatusCode, body: &'static str) -> Response<Body> {
 }
 
 /// The S3 API's rendering of an error.
+/// A store's error carries the store's request id and host id (SDKs report
+/// them); the gateway's own id stays in `x-request-id`.
 pub fn s3_error(error: &Error, resource: &str, request_id: &str) -> Response<Body> {
+    let store_ids = error.store_ids();
+    let store_request_id = store_ids
+        .and_then(|ids| ids.request_id.as_ref())
+        .and_then(|id| id.to_str().ok());
+    let request_id = store_request_id.unwrap_or(request_id);
     let mut response = Response::new(full(error.s3_xml_body(resource, request_id)));
     *response.status_mut() = error.status();
     let headers = response.headers_mut();
@@ -73,6 +80,9 @@ pub fn s3_error(error: &Error, resource: &str, request_id: &str) -> Response<Bod
     );
     if let Ok(id) = HeaderValue::from_str(request_id) {
         headers.insert("x-amz-request-id", id);
+    }
+    if let Some(host_id) = store_ids.and_then(|ids| ids.host_id.clone()) {
+        headers.insert("x-amz-id-2", host_id);
     }
     add_error_headers(error, headers);
     response
@@ -90,6 +100,7 @@ mod tests {
             code: "InvalidRange".into(),
             message: String::new(),
             content_range: Some(HeaderValue::from_static("bytes */14")),
+            store_ids: None,
         };
         for response in [json_error(&error), s3_error(&error, "/b/k", "1")] {
             assert_eq!(response.status(), 416);

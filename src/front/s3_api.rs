@@ -3,17 +3,19 @@
 //! `GET /{bucket}?location`. Everything else is refused before any upstream
 //! call: writes with `MethodNotAllowed`, other operations with `AccessDenied`.
 
-use http::{header, HeaderValue, Method, Request, Response};
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response};
 
 use super::content;
 use super::context::RequestContext;
 use super::query::Query;
 use super::state::State;
+use super::{listing, s3_listing};
 use crate::body::{self, Body};
 use crate::error::Error;
 use crate::locator::{percent_decode, validate_bucket_name, validate_key, Locator};
 use crate::upstream::endpoint::View;
 use crate::upstream::integration::Read;
+use crate::upstream::Resolved;
 use crate::xml;
 
 /// Query parameters of GetObject/HeadObject passed to the store.
@@ -69,7 +71,7 @@ pub enum Operation {
         /// The bucket.
         bucket: String,
     },
-    /// GetBucketLocation, answered locally.
+    /// GetBucketLocation, asked of the store.
     Location {
         /// The bucket.
         bucket: String,
@@ -141,9 +143,30 @@ impl Operation {
                         reason: "only list-type=2 (or none) is served".into(),
                     });
                 }
+                check_listing(&query)?;
                 Ok(Operation::List { bucket, query })
             }
         }
+    }
+}
+
+/// Checks a listing's positions like keys (dot segments, length) and its
+/// encoding type, before any upstream call.
+fn check_listing(query: &Query) -> Result<(), Error> {
+    for name in ["prefix", "start-after", "marker"] {
+        if let Some(value) = query.get(name) {
+            listing::check_position(name, value)?;
+        }
+    }
+    if let Some(token) = query.get("continuation-token") {
+        listing::check_cursor("continuation-token", token)?;
+    }
+    match query.get("encoding-type") {
+        None | Some("url") => Ok(()),
+        Some(other) => Err(Error::InvalidParameter {
+            name: "encoding-type",
+            reason: format!("only `url` is an encoding type, got {other:?}"),
+        }),
     }
 }
 
@@ -180,6 +203,7 @@ pub async fn handle<B>(
     let method = request.method();
     let operation = Operation::parse(method, request.uri().path(), request.uri().query())?;
     let headers = request.headers();
+    let bucket_headers = bucket_headers(headers);
     let (resolved, read) = match &operation {
         Operation::Object { bucket, key, query } => {
             let locator = Locator::in_bucket(bucket.clone(), key.clone());
@@ -196,13 +220,17 @@ pub async fn handle<B>(
         Operation::List { bucket, query } => {
             let prefix = query.get("prefix").unwrap_or_default().to_owned();
             let resolved = state.resolve(ctx, &Locator::in_bucket(bucket.clone(), prefix))?;
+            // The store lists raw keys; the gateway encodes them (s3_listing).
+            let encode = query.get("encoding-type") == Some("url");
+            let mut pairs = query.pairs();
+            pairs.retain(|(name, _)| *name != "encoding-type");
             let read = Read {
                 method: Method::GET,
                 address: resolved.bucket_address(),
-                query: query.pairs(),
-                client_headers: None,
+                query: pairs,
+                client_headers: Some(&bucket_headers),
             };
-            (resolved, read)
+            return s3_listing::fetch(&resolved.integration, read, encode).await;
         }
         Operation::HeadBucket { bucket } => {
             let resolved = state.resolve_bucket(ctx, bucket)?;
@@ -210,13 +238,13 @@ pub async fn handle<B>(
                 method: Method::HEAD,
                 address: resolved.bucket_address(),
                 query: Vec::new(),
-                client_headers: None,
+                client_headers: Some(&bucket_headers),
             };
             (resolved, read)
         }
         Operation::Location { bucket } => {
             let resolved = state.resolve_bucket(ctx, bucket)?;
-            return Ok(xml_response(location_xml(&resolved.integration.region)));
+            return location(&resolved, &bucket_headers).await;
         }
         Operation::ListBuckets => return list_buckets(state, ctx),
     };
@@ -226,6 +254,66 @@ pub async fn handle<B>(
         content::guard_object(response.headers_mut(), allow);
     }
     Ok(response)
+}
+
+/// Of the client's headers, those a bucket operation forwards (requester pays).
+fn bucket_headers(headers: &HeaderMap) -> HeaderMap {
+    let mut forwarded = HeaderMap::new();
+    if let Some(value) = headers.get("x-amz-request-payer") {
+        forwarded.insert("x-amz-request-payer", value.clone());
+    }
+    forwarded
+}
+
+/// `GetBucketLocation`, asked of the store with the integration's
+/// credentials: a bucket the store does not have is its `404 NoSuchBucket`.
+/// The answer names the integration's region: a store that accepts its
+/// signatures is in that region (AWS redirects otherwise, which is a 502),
+/// and some stores answer an empty constraint whatever their region. A
+/// store that does not serve it (or a policy that does not grant it) is
+/// asked `HeadBucket` instead.
+async fn location(resolved: &Resolved, headers: &HeaderMap) -> Result<Response<Body>, Error> {
+    let integration = &resolved.integration;
+    let read = Read {
+        method: Method::GET,
+        address: resolved.bucket_address(),
+        query: vec![("location", "")],
+        client_headers: Some(headers),
+    };
+    match integration.read(read).await {
+        Ok(_) => return Ok(xml_response(location_xml(&integration.region))),
+        Err(Error::UpstreamStatus {
+            status: 403 | 405 | 501,
+            ..
+        }) => {}
+        Err(e) => return Err(e),
+    }
+    let head = Read {
+        method: Method::HEAD,
+        address: resolved.bucket_address(),
+        query: Vec::new(),
+        client_headers: Some(headers),
+    };
+    match integration.read(head).await {
+        Ok(_) => Ok(xml_response(location_xml(&integration.region))),
+        // A HEAD answer has no body to name the code: S3's is NoSuchBucket.
+        Err(Error::UpstreamStatus {
+            integration,
+            status: 404,
+            message,
+            content_range,
+            store_ids,
+            ..
+        }) => Err(Error::UpstreamStatus {
+            integration,
+            status: 404,
+            code: "NoSuchBucket".into(),
+            message,
+            content_range,
+            store_ids,
+        }),
+        Err(e) => Err(e),
+    }
 }
 
 /// `ListBuckets`: the buckets the caller may read, named in the config (a

@@ -313,6 +313,25 @@ impl Sink for HmacSha256 {
     }
 }
 
+/// A header value as SigV4 signs it: spaces trimmed at both ends and runs of
+/// spaces collapsed to one (only spaces, as aws-sigv4 does for S3).
+pub(crate) fn trim_all(value: &str) -> std::borrow::Cow<'_, str> {
+    let value = value.trim_matches(' ');
+    if !value.contains("  ") {
+        return std::borrow::Cow::Borrowed(value);
+    }
+    let mut out = String::with_capacity(value.len());
+    let mut previous_space = false;
+    for c in value.chars() {
+        if c == ' ' && previous_space {
+            continue;
+        }
+        previous_space = c == ' ';
+        out.push(c);
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// Writes the canonical request; `write_query` writes the canonical query string.
 /// `headers` are canonical already (lowercase names, trimmed values, sorted by name);
 /// `signed_headers` is their names joined by `;`.

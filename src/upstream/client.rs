@@ -111,11 +111,13 @@ impl Upstream {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let content_range = response.headers().get(header::CONTENT_RANGE).cloned();
+        let headers = response.headers().clone();
         let body = Limited::new(response.into_body(), ERROR_BODY_LIMIT).collect();
         let body = match tokio::time::timeout(self.header_timeout, body).await {
             Ok(Ok(collected)) => collected.to_bytes(),
             _ => Bytes::new(),
         };
+        let store_ids = crate::error::StoreIds::of(&headers, &body);
         let code = xml::field(&body, "Code").unwrap_or_else(|| {
             let reason = status.canonical_reason().unwrap_or("Error");
             reason.replace(' ', "")
@@ -140,6 +142,7 @@ impl Upstream {
             code,
             message: xml::field(&body, "Message").unwrap_or_default(),
             content_range,
+            store_ids,
         }
     }
 }

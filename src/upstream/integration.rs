@@ -28,6 +28,17 @@ pub const FORWARDED_REQUEST_HEADERS: [HeaderName; 5] = [
     header::IF_UNMODIFIED_SINCE,
 ];
 
+/// Request headers a client may send that are forwarded to the store and
+/// signed (S3 refuses `x-amz-*` headers a signature does not cover): checksum
+/// mode, SSE-C (the customer's key, forwarded, never logged), requester pays.
+pub static SIGNED_REQUEST_HEADERS: [HeaderName; 5] = [
+    HeaderName::from_static("x-amz-checksum-mode"),
+    HeaderName::from_static("x-amz-request-payer"),
+    HeaderName::from_static("x-amz-server-side-encryption-customer-algorithm"),
+    HeaderName::from_static("x-amz-server-side-encryption-customer-key"),
+    HeaderName::from_static("x-amz-server-side-encryption-customer-key-md5"),
+];
+
 /// One customer store, ready to sign for.
 #[derive(Debug)]
 pub struct Integration {
@@ -65,7 +76,8 @@ pub struct Read<'a> {
     pub address: Address,
     /// Query parameters (S3's names), signed in this order.
     pub query: Vec<(&'a str, &'a str)>,
-    /// The client's headers, of which the range and conditional ones are forwarded.
+    /// The client's headers, of which the range, conditional and
+    /// [`SIGNED_REQUEST_HEADERS`] ones are forwarded.
     pub client_headers: Option<&'a HeaderMap>,
 }
 
@@ -169,14 +181,22 @@ impl Integration {
             service: "s3",
             time: SystemTime::now(),
         };
-        let signed = sigv4::sign_headers(credentials, &signing);
-        let mut headers = HeaderMap::with_capacity(FORWARDED_REQUEST_HEADERS.len() + 5);
+        let extra = signed_client_headers(read.client_headers)?;
+        let to_sign: Vec<(&str, &str)> = extra
+            .iter()
+            .map(|(name, value)| (name.as_str(), *value))
+            .collect();
+        let signed = sigv4::sign_headers_with(credentials, &signing, &to_sign);
+        let mut headers = HeaderMap::with_capacity(FORWARDED_REQUEST_HEADERS.len() + 10);
         if let Some(client) = read.client_headers {
             for name in FORWARDED_REQUEST_HEADERS {
                 if let Some(value) = client.get(&name) {
                     headers.insert(name, value.clone());
                 }
             }
+        }
+        for (name, value) in &extra {
+            headers.insert((*name).clone(), header_value(value)?);
         }
         headers.insert(header::HOST, header_value(&address.host)?);
         headers.insert("x-amz-date", header_value(&signed.amz_date)?);
@@ -197,6 +217,26 @@ impl Integration {
         *request.headers_mut() = headers;
         Ok(request)
     }
+}
+
+/// The client's [`SIGNED_REQUEST_HEADERS`], as (lowercase name, value) pairs to sign.
+fn signed_client_headers(
+    client: Option<&HeaderMap>,
+) -> Result<Vec<(&'static HeaderName, &str)>, Error> {
+    let Some(client) = client else {
+        return Ok(Vec::new());
+    };
+    let mut extra = Vec::new();
+    for name in &SIGNED_REQUEST_HEADERS {
+        if let Some(value) = client.get(name) {
+            let value = value.to_str().map_err(|_| Error::InvalidParameter {
+                name: "header",
+                reason: format!("{name} is not visible ASCII"),
+            })?;
+            extra.push((name, value));
+        }
+    }
+    Ok(extra)
 }
 
 fn header_value(value: &str) -> Result<HeaderValue, Error> {

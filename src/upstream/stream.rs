@@ -19,7 +19,7 @@ use tokio::time::Sleep;
 use crate::body::{Body, BoxError};
 
 /// Store response headers passed on to the client by name.
-pub const PASSED_RESPONSE_HEADERS: [HeaderName; 16] = [
+pub const PASSED_RESPONSE_HEADERS: [HeaderName; 18] = [
     header::CONTENT_TYPE,
     header::CONTENT_LENGTH,
     header::CONTENT_RANGE,
@@ -34,6 +34,8 @@ pub const PASSED_RESPONSE_HEADERS: [HeaderName; 16] = [
     HeaderName::from_static("x-amz-version-id"),
     HeaderName::from_static("x-amz-delete-marker"),
     HeaderName::from_static("x-amz-request-id"),
+    HeaderName::from_static("x-amz-id-2"),
+    HeaderName::from_static("x-amz-bucket-region"),
     HeaderName::from_static("x-amz-storage-class"),
     HeaderName::from_static("x-amz-mp-parts-count"),
 ];
@@ -62,6 +64,19 @@ pub fn pass_through(upstream: Response<Incoming>, idle: Duration) -> Response<Bo
     *response.status_mut() = parts.status;
     for (name, value) in &parts.headers {
         if is_passed(name) {
+            response.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+    response
+}
+
+/// The store's response head with a body the gateway rewrote: same status,
+/// allowlisted headers, `Content-Length` of the new body.
+pub fn with_body(parts: &http::response::Parts, body: bytes::Bytes) -> Response<Body> {
+    let mut response = Response::new(crate::body::full(body));
+    *response.status_mut() = parts.status;
+    for (name, value) in &parts.headers {
+        if is_passed(name) && name != header::CONTENT_LENGTH {
             response.headers_mut().append(name.clone(), value.clone());
         }
     }

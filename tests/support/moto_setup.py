@@ -5,7 +5,8 @@ and one role per requested external ID whose trust policy names that user and
 demands the external ID. Prints the keys and role ARNs as JSON.
 
 The gateway's user may also read S3 directly, for tests that use moto's S3
-(which verifies header signatures and answers conditional requests).
+(which verifies header signatures and answers conditional requests); its
+objects carry a SHA-256 checksum.
 Arguments of the form s3:BUCKET/KEY=TEXT create that object first.
 
 usage: moto_setup.py MOTO_URL [ROLE_NAME=EXTERNAL_ID | s3:BUCKET/KEY=TEXT ...]
@@ -35,7 +36,8 @@ def main():
             "Version": "2012-10-17",
             "Statement": [
                 {"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"},
-                {"Effect": "Allow", "Action": ["s3:GetObject", "s3:ListBucket"], "Resource": "*"},
+                # moto authorises HeadBucket as its own action, s3:HeadBucket.
+                {"Effect": "Allow", "Action": ["s3:GetObject", "s3:ListBucket", "s3:GetBucketLocation", "s3:HeadBucket"], "Resource": "*"},
             ],
         }),
     )
@@ -51,6 +53,7 @@ def main():
             Body=text.encode(),
             Metadata={"origin": "s3gate-test"},
             ServerSideEncryption="AES256",
+            ChecksumAlgorithm="SHA256",
         )
     # An identity that exists but that no trust policy names.
     iam.create_user(UserName="stranger")
