@@ -16,6 +16,7 @@
 #![allow(dead_code)]
 
 pub mod config;
+pub mod garage;
 pub mod memstore;
 pub mod moto;
 
