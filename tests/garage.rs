@@ -456,10 +456,20 @@ for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=p
     prefixes += [p["Prefix"] for p in page.get("CommonPrefixes", [])]
 print(json.dumps({"keys": keys, "prefixes": prefixes, "pages": pages}))
 "#;
+    python(SCRIPT, &[&gateway.url(""), bucket, prefix, delimiter]).await
+}
+
+/// Runs a Python script from the test venv (boto3) with `args`, in an
+/// environment that can only reach loopback, and parses its JSON output.
+async fn python(script: &str, args: &[&str]) -> Value {
     let mut command = tokio::process::Command::new(venv_bin("python"));
     command
-        .args(["-c", SCRIPT, &gateway.url(""), bucket, prefix, delimiter])
+        .arg("-c")
+        .arg(script)
+        .args(args)
         .env_remove("AWS_PROFILE")
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
         .env_remove("HTTP_PROXY")
         .env_remove("HTTPS_PROXY")
         .env("AWS_CONFIG_FILE", "/dev/null")
@@ -471,11 +481,11 @@ print(json.dumps({"keys": keys, "prefixes": prefixes, "pages": pages}))
         .kill_on_drop(true);
     let output = tokio::time::timeout(CLIENT_TIMEOUT, command.output())
         .await
-        .expect("boto3 finishes in time")
+        .expect("python finishes in time")
         .expect("run python");
     assert!(
         output.status.success(),
-        "boto3: {}",
+        "python: {}",
         String::from_utf8_lossy(&output.stderr)
     );
     serde_json::from_slice(&output.stdout).unwrap()
@@ -550,4 +560,55 @@ async fn checksums_come_back_when_asked() {
         response.headers()
     );
     assert_eq!(response.bytes().await.unwrap().as_ref(), bytes.as_slice());
+}
+
+#[tokio::test]
+async fn sse_c_objects_are_read_with_their_key_through_the_s3_front() {
+    // boto3 stores an object encrypted with a customer key in Garage, then
+    // reads it through the S3 front with and without that key: Garage
+    // demands the key headers, signed, on every read.
+    const SCRIPT: &str = r#"
+import json, sys, boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+garage, key_id, secret, gateway = sys.argv[1:5]
+config = Config(s3={"addressing_style": "path"}, signature_version="s3v4", retries={"max_attempts": 1})
+direct = boto3.client("s3", endpoint_url=garage, region_name="garage", aws_access_key_id=key_id,
+                      aws_secret_access_key=secret, config=config)
+front = boto3.client("s3", endpoint_url=gateway, region_name="garage", aws_access_key_id="AKIDCLIENTDUMMY",
+                     aws_secret_access_key="client-dummy-secret", config=config)
+sse = {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": "k" * 32}
+body = b"secret bytes " * 1000
+direct.put_object(Bucket="media", Key="sse/c b.bin", Body=body, **sse)
+out = {}
+got = front.get_object(Bucket="media", Key="sse/c b.bin", **sse)
+out["same_bytes"] = got["Body"].read() == body
+out["algorithm"] = got.get("SSECustomerAlgorithm")
+part = front.get_object(Bucket="media", Key="sse/c b.bin", Range="bytes=0-5", **sse)
+out["range"] = part["Body"].read().decode()
+out["head_length"] = front.head_object(Bucket="media", Key="sse/c b.bin", **sse)["ContentLength"]
+try:
+    front.get_object(Bucket="media", Key="sse/c b.bin")
+    out["without_key"] = "200"
+except ClientError as e:
+    out["without_key"] = str(e.response["ResponseMetadata"]["HTTPStatusCode"])
+print(json.dumps(out))
+"#;
+    let garage = Garage::start(&["media"]).await;
+    let gateway = Gateway::start(&garage.config(&["media"]).build()).await;
+    let out = python(
+        SCRIPT,
+        &[
+            &garage.endpoint,
+            &garage.access_key_id,
+            &garage.secret_access_key,
+            &gateway.url(""),
+        ],
+    )
+    .await;
+    assert_eq!(out["same_bytes"], true, "{out}");
+    assert_eq!(out["algorithm"], "AES256", "{out}");
+    assert_eq!(out["range"], "secret", "{out}");
+    assert_eq!(out["head_length"], 13_000, "{out}");
+    assert_eq!(out["without_key"], "400", "{out}");
 }
