@@ -18,22 +18,6 @@ mod support;
 use support::memstore::MemStore;
 use support::*;
 
-/// Keys S3 allows that are easy to get wrong; all of them fit a file system.
-const AWKWARD_KEYS: &[&str] = &[
-    "plain.txt",
-    "with space.jpg",
-    "plus+sign.png",
-    "percent%20literal.bin",
-    "percent%2Fslash",
-    "tilde~name",
-    "equals=and&ampersand",
-    "question?mark",
-    "hash#tag",
-    "quote'bang!star*(paren)",
-    "caf\u{e9}/\u{65e5}\u{672c}\u{8a9e}/\u{1f600}.png",
-    "deep/nested/dir/file.txt",
-];
-
 #[tokio::test]
 async fn presigned_urls_fetch_awkward_keys_byte_for_byte() {
     let store = FsStore::start().await;

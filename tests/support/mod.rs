@@ -16,6 +16,7 @@
 #![allow(dead_code)]
 
 pub mod config;
+pub mod garage;
 pub mod memstore;
 pub mod moto;
 
@@ -36,6 +37,22 @@ pub const ACCESS_KEY: &str = "AKIDS3GATETEST";
 pub const SECRET_KEY: &str = "s3gate-test-secret/with+symbols=";
 /// Environment variable the test configs read the secret from.
 pub const SECRET_ENV: &str = "S3GATE_TEST_SECRET";
+
+/// Keys S3 allows that are easy to get wrong; all of them fit a file system.
+pub const AWKWARD_KEYS: &[&str] = &[
+    "plain.txt",
+    "with space.jpg",
+    "plus+sign.png",
+    "percent%20literal.bin",
+    "percent%2Fslash",
+    "tilde~name",
+    "equals=and&ampersand",
+    "question?mark",
+    "hash#tag",
+    "quote'bang!star*(paren)",
+    "caf\u{e9}/\u{65e5}\u{672c}\u{8a9e}/\u{1f600}.png",
+    "deep/nested/dir/file.txt",
+];
 
 /// Sets the environment every test runs in: no instance metadata, every AWS
 /// endpoint pointed at a closed loopback port, the test secret available.
