@@ -3,6 +3,11 @@
 //! policy is proven, not just well-formed), the access policy refuses keys
 //! and buckets outside it, and `s3gate check --probe` reports a good
 //! integration OK and each broken one with its step, code and hint.
+//!
+//! moto 5 evaluates actions, resources, principals and `StringEquals`
+//! conditions (so the object ARNs, the bucket ARNs and `sts:ExternalId` are
+//! proven here), but it skips `StringLike`: the ListBucket `s3:prefix`
+//! condition is checked by the unit tests' exact documents only.
 // Tests fail loudly (unwrapping is how they say what broke), may print
 // timings, cast small test values, and keep their helpers undocumented.
 #![allow(
