@@ -26,6 +26,7 @@ pub mod locator;
 pub mod metrics;
 pub mod origins;
 pub mod presign;
+pub mod setup;
 pub mod sigv4;
 pub mod upstream;
 pub mod xml;

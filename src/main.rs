@@ -1,4 +1,5 @@
-//! The `s3gate` command: serve, check, presign, demo.
+//! The `s3gate` command: serve, check (and probe), presign, token,
+//! external-id, policy, demo.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,12 +11,21 @@ use s3gate::config::{Config, ServerConfig};
 use s3gate::front::server::{self, Listener};
 use s3gate::front::App;
 use s3gate::presign::{self, PresignOptions};
+use s3gate::setup::policy::Documents;
+use s3gate::setup::probe;
 
 #[derive(Debug, Parser)]
 #[command(version, about = "A local, S3-compatible presigning gateway")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// How `s3gate policy` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -31,6 +41,25 @@ enum Command {
         /// Configuration file.
         #[arg(long, short)]
         config: PathBuf,
+        /// Also try each integration: assume its role, list one key of each
+        /// permitted bucket and prefix, HEAD it; exits non-zero on any FAIL.
+        #[arg(long)]
+        probe: bool,
+    },
+    /// Print a fresh random external ID (a UUID v4) for a customer's trust policy.
+    ExternalId,
+    /// Print what the customer applies for one integration: the IAM access and
+    /// trust policies, the bucket CORS rule, and for a custom endpoint the
+    /// MinIO policy and `mc` commands.
+    Policy {
+        /// Configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The integration's name.
+        name: String,
+        /// `text` (documents with headings saying where each goes) or `json` (one object).
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
     /// Print a fresh random bearer token and the `token_sha256` line that admits it.
     Token,
@@ -71,7 +100,7 @@ fn main() -> ExitCode {
 async fn run(command: Command) -> Result<(), String> {
     match command {
         Command::Serve { config } => serve(load(&config).await?).await,
-        Command::Check { config } => {
+        Command::Check { config, probe } => {
             let loaded = load(&config).await?;
             println!(
                 "{}: ok ({} integrations, {} clients)",
@@ -81,6 +110,26 @@ async fn run(command: Command) -> Result<(), String> {
             );
             for warning in &loaded.warnings {
                 println!("warning: {warning}");
+            }
+            if probe {
+                probe_all(&loaded).await?;
+            }
+            Ok(())
+        }
+        Command::ExternalId => {
+            println!("{}", s3gate::setup::external_id());
+            Ok(())
+        }
+        Command::Policy {
+            config,
+            name,
+            format,
+        } => {
+            let config = Config::load(&config).map_err(|e| e.to_string())?;
+            let docs = Documents::build(&config, &name).map_err(|e| e.to_string())?;
+            match format {
+                Format::Text => print!("{}", docs.to_text()),
+                Format::Json => println!("{:#}", docs.to_json()),
             }
             Ok(())
         }
@@ -131,6 +180,8 @@ struct Loaded {
     clients: usize,
     /// What the operator should know about this config.
     warnings: Vec<String>,
+    /// What `check --probe` tries of each integration.
+    plans: Vec<probe::Plan>,
 }
 
 /// Loads the config, builds the app and the TLS acceptor, so that `check`
@@ -140,6 +191,7 @@ async fn load(path: &std::path::Path) -> Result<Loaded, String> {
     let server = config.server.clone();
     let clients = config.clients.len();
     let warnings = warnings(&config);
+    let plans = probe::plans(&config);
     let app = App::new(config).await.map_err(|e| e.to_string())?;
     let tls = server
         .tls
@@ -153,7 +205,24 @@ async fn load(path: &std::path::Path) -> Result<Loaded, String> {
         tls,
         clients,
         warnings,
+        plans,
     })
+}
+
+/// Probes every integration, prints one line each; fails if any failed.
+async fn probe_all(loaded: &Loaded) -> Result<(), String> {
+    let reports = probe::probe(loaded.app.registry(), &loaded.plans).await;
+    for report in &reports {
+        println!("{report}");
+    }
+    let failed = reports.iter().filter(|r| !r.ok()).count();
+    if failed > 0 {
+        return Err(format!(
+            "{failed} of {} integrations failed the probe",
+            reports.len()
+        ));
+    }
+    Ok(())
 }
 
 /// Prefixes are string prefixes: `task-1` also admits `task-17/`. And a

@@ -49,6 +49,17 @@ impl Origins {
         Ok(origins)
     }
 
+    /// The allowed origins as configured: `*`, exact origins, then patterns.
+    pub fn entries(&self) -> Vec<String> {
+        let any = self.any.then(|| "*".to_owned());
+        let exact = self.exact.iter().cloned();
+        let wildcards = self
+            .wildcards
+            .iter()
+            .map(|(s, suffix)| format!("{s}*{suffix}"));
+        any.into_iter().chain(exact).chain(wildcards).collect()
+    }
+
     /// Whether nothing is allowed.
     pub fn is_empty(&self) -> bool {
         !self.any && self.exact.is_empty() && self.wildcards.is_empty()

@@ -644,3 +644,78 @@ async fn demo_keeps_to_a_private_folder_and_its_store_logs_no_signatures() {
     }
     assert!(!folder.exists(), "the demo's folder is removed at exit");
 }
+
+#[test]
+fn external_id_prints_a_fresh_uuid_v4() {
+    let run = || {
+        let out = s3gate(&["external-id"]).output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let (a, b) = (run(), run());
+    assert_ne!(a, b, "each run makes a new one");
+    for id in [&a, &b] {
+        let groups: Vec<&str> = id.split('-').collect();
+        let lengths: Vec<usize> = groups.iter().map(|g| g.len()).collect();
+        assert_eq!(lengths, [8, 4, 4, 4, 12], "{id}");
+        assert!(
+            id.bytes()
+                .all(|c| c == b'-' || c.is_ascii_hexdigit() && !c.is_ascii_uppercase()),
+            "{id}"
+        );
+        assert!(groups[2].starts_with('4'), "version 4: {id}");
+        assert!(
+            matches!(groups[3].as_bytes()[0], b'8' | b'9' | b'a' | b'b'),
+            "RFC 4122 variant: {id}"
+        );
+    }
+}
+
+#[test]
+fn policy_prints_the_documents_and_refuses_an_unknown_integration() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "[cors]\nallowed_origins = [\"https://app.example.com\"]\n\n[[integrations]]\nname = \"acme\"\nbucket = \"acme-images\"\nprefixes = [\"datasets/\"]\nrole_arn = \"arn:aws:iam::210987654321:role/s3gate-reader\"\nexternal_id = \"ext-0123\"\n";
+    let path = write_config(dir.path(), text);
+    let out = s3gate(&["policy", "--config", path.to_str().unwrap(), "acme"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    for part in [
+        "# Access policy: attach to the role arn:aws:iam::210987654321:role/s3gate-reader",
+        "\"arn:aws:s3:::acme-images/datasets/*\"",
+        "\"s3:prefix\"",
+        "# Trust policy",
+        "\"sts:ExternalId\": \"ext-0123\"",
+        "set [identity] principal_arn",
+        "aws s3api put-bucket-cors --bucket acme-images",
+        "\"https://app.example.com\"",
+    ] {
+        assert!(stdout.contains(part), "{part:?} missing from:\n{stdout}");
+    }
+    let json = s3gate(&[
+        "policy",
+        "--config",
+        path.to_str().unwrap(),
+        "acme",
+        "--format",
+        "json",
+    ])
+    .output()
+    .unwrap();
+    let docs: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(docs["integration"], "acme");
+    for document in ["access_policy", "trust_policy", "cors"] {
+        assert!(docs[document].is_object(), "{document}: {docs:#}");
+    }
+    let out = s3gate(&["policy", "--config", path.to_str().unwrap(), "nope"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("no integration named \"nope\" (configured: acme)"));
+}

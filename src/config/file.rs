@@ -64,6 +64,8 @@ struct ClientFile {
 #[serde(deny_unknown_fields)]
 struct IdentityFile {
     credentials: Option<KeysFile>,
+    /// The ARN customers' trust policies name (`s3gate policy`); never sent anywhere.
+    principal_arn: Option<String>,
 }
 
 /// `[cors]`.
@@ -208,6 +210,11 @@ impl ConfigFile {
             .credentials
             .map(|keys| keys.resolve("[identity]"))
             .transpose()?;
+        let identity_principal_arn = self.identity.principal_arn.clone();
+        if let Some(arn) = &identity_principal_arn {
+            validate_principal_arn(arn)
+                .map_err(|m| invalid("[identity]".into(), "principal_arn", m))?;
+        }
         check_uniqueness(&self.integrations)?;
         let names: HashSet<&str> = self.integrations.iter().map(|i| i.name.as_str()).collect();
         let clients = resolve_clients(&self.clients, &names)?;
@@ -220,6 +227,7 @@ impl ConfigFile {
         let config = Config {
             server: self.server,
             identity,
+            identity_principal_arn,
             sts: self.sts,
             upstream: self.upstream,
             s3_api: self.s3_api,
@@ -913,6 +921,20 @@ fn validate_role_arn(arn: &str) -> Result<(), String> {
             && resource.starts_with("role/") && resource.len() > 5);
     ok.then_some(())
         .ok_or_else(|| format!("{arn:?} is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)"))
+}
+
+/// An IAM principal a trust policy can name: an account's root, a user or a role.
+fn validate_principal_arn(arn: &str) -> Result<(), String> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let ok = matches!(parts[..], ["arn", partition, "iam", "", account, resource]
+        if partition.starts_with("aws")
+            && account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())
+            && (resource == "root"
+                || resource.strip_prefix("user/").or_else(|| resource.strip_prefix("role/"))
+                    .is_some_and(|name| !name.is_empty())));
+    ok.then_some(()).ok_or_else(|| {
+        format!("{arn:?} is not an IAM principal ARN (arn:aws:iam::ACCOUNT:user/NAME, role/NAME or root)")
+    })
 }
 
 fn validate_external_id(id: &str) -> Result<(), String> {

@@ -66,6 +66,9 @@ pub struct Config {
     pub server: ServerConfig,
     /// `[identity]`: the gateway's own keys for STS; `None` uses the AWS default chain.
     pub identity: Option<Keys>,
+    /// `[identity] principal_arn`: the ARN of that identity, which
+    /// `s3gate policy` writes into trust policies (it cannot be known offline).
+    pub identity_principal_arn: Option<String>,
     /// `[sts]`: how session credentials are refreshed.
     pub sts: StsConfig,
     /// `[upstream]`: connections to the stores.

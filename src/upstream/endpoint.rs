@@ -128,6 +128,14 @@ impl Endpoint {
         }
     }
 
+    /// The origin the gateway dials, for a custom endpoint (MinIO, …).
+    pub fn custom_origin(&self) -> Option<&Origin> {
+        match &self.kind {
+            Kind::Custom { dial, .. } => Some(dial),
+            _ => None,
+        }
+    }
+
     /// Whether `authority` (`host[:port]`) names this custom endpoint.
     pub fn serves_host(&self, authority: &str) -> bool {
         match &self.kind {
