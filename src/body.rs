@@ -16,6 +16,17 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
         .boxed()
 }
 
+/// `body`, counting the bytes of its data frames into `sent` as they go.
+pub fn counted(body: Body, sent: prometheus::IntCounter) -> Body {
+    body.map_frame(move |frame| {
+        if let Some(data) = frame.data_ref() {
+            sent.inc_by(data.len() as u64);
+        }
+        frame
+    })
+    .boxed()
+}
+
 /// An empty body.
 pub fn empty() -> Body {
     Empty::new().map_err(|never| match never {}).boxed()

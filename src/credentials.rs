@@ -368,7 +368,10 @@ impl Sessions {
         if let Some(session) = self.cache.get(&role.id).await {
             let now = self.clock.now();
             if now < session.usable_until {
-                self.metrics.credential_hits.inc();
+                self.metrics
+                    .credential_hits
+                    .with_label_values(&[integration])
+                    .inc();
                 if now >= session.refresh_at {
                     self.refresh_in_background(role);
                 }
@@ -376,7 +379,10 @@ impl Sessions {
             }
             self.cache.invalidate(&role.id).await;
         }
-        self.metrics.credential_misses.inc();
+        self.metrics
+            .credential_misses
+            .with_label_values(&[integration])
+            .inc();
         if let Some(failure) = self.backing_off(role.id) {
             return Err(failure.to_error(integration));
         }

@@ -1,26 +1,46 @@
 //! Prometheus metrics, kept in one registry and rendered at `/metrics`.
+//!
+//! Labels are configured names only (routes, integrations, clients), never a
+//! role ARN, a key or a bucket a request merely named.
 
+use prometheus::core::Collector;
 use prometheus::{
-    Encoder, Gauge, GaugeVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
+
+/// Latency buckets, in seconds: sub-millisecond presigns to slow streams.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 /// Every metric the gateway exports.
 #[derive(Debug, Clone)]
 pub struct Metrics {
     registry: Registry,
-    /// Requests by route, status and client (`-` for anonymous).
+    /// Requests by route, method, status, status class, integration and client.
     pub requests: IntCounterVec,
+    /// Time to the response headers, by route.
+    pub request_duration: HistogramVec,
+    /// Object and listing bytes streamed (`/v1/object`, the S3 front), by integration.
+    pub response_bytes: IntCounterVec,
+    /// Store requests by integration and status class (`error` when none came).
+    pub upstream_requests: IntCounterVec,
+    /// Time to the store's response headers, by integration.
+    pub upstream_duration: HistogramVec,
     /// AssumeRole calls by integration (the first one using the role).
     pub sts_calls: IntCounterVec,
     /// Failed AssumeRole calls by integration and STS error code.
     pub sts_failures: IntCounterVec,
-    /// Credential lookups answered from the session cache.
-    pub credential_hits: IntCounter,
-    /// Credential lookups that had to wait for STS.
-    pub credential_misses: IntCounter,
+    /// Credential lookups answered from the session cache, by integration.
+    pub credential_hits: IntCounterVec,
+    /// Credential lookups that had to wait for STS, by integration.
+    pub credential_misses: IntCounterVec,
     /// Seconds until each integration's current session expires.
     pub credential_expiry: GaugeVec,
-    /// Process uptime reference (seconds since the epoch at start).
+    /// Client connections open now.
+    pub open_connections: IntGauge,
+    /// Process start time (seconds since the epoch).
     pub start_time: Gauge,
 }
 
@@ -30,84 +50,122 @@ impl Default for Metrics {
     }
 }
 
+// The names, help texts and labels are constants: prometheus refuses them
+// only if they are malformed or registered twice, a bug every test hits.
+#[allow(clippy::expect_used)]
+fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric")
+}
+
+#[allow(clippy::expect_used)]
+fn histogram(name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    let opts = HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec());
+    HistogramVec::new(opts, labels).expect("valid metric")
+}
+
 impl Metrics {
-    // Longer than 60 lines: one declaration per metric, then one registration
-    // loop; a list reads best in one place.
     /// A fresh registry with every metric registered.
-    // The names, help texts and labels are constants: prometheus refuses them
-    // only if they are malformed or registered twice, a bug every test hits.
-    #[allow(clippy::expect_used)]
+    #[allow(clippy::expect_used)] // see `counter`
     pub fn new() -> Self {
         let registry = Registry::new_custom(Some("s3gate".into()), None).expect("valid prefix");
-        let requests = IntCounterVec::new(
-            Opts::new(
+        let metrics = Self {
+            requests: counter(
                 "requests_total",
-                "HTTP requests by route, status and client",
+                "HTTP requests by route, method, status, class, integration and client",
+                &[
+                    "route",
+                    "method",
+                    "status",
+                    "class",
+                    "integration",
+                    "client",
+                ],
             ),
-            &["route", "status", "client"],
-        )
-        .expect("valid metric");
-        let sts_calls = IntCounterVec::new(
-            Opts::new("sts_calls_total", "AssumeRole calls by integration"),
-            &["integration"],
-        )
-        .expect("valid metric");
-        let sts_failures = IntCounterVec::new(
-            Opts::new(
+            request_duration: histogram(
+                "request_duration_seconds",
+                "time to the response headers, by route",
+                &["route"],
+            ),
+            response_bytes: counter(
+                "response_bytes_total",
+                "bytes streamed by /v1/object and the S3 front, by integration",
+                &["integration"],
+            ),
+            upstream_requests: counter(
+                "upstream_requests_total",
+                "store requests by integration and status class",
+                &["integration", "class"],
+            ),
+            upstream_duration: histogram(
+                "upstream_duration_seconds",
+                "time to the store's response headers, by integration",
+                &["integration"],
+            ),
+            sts_calls: counter(
+                "sts_calls_total",
+                "AssumeRole calls by integration",
+                &["integration"],
+            ),
+            sts_failures: counter(
                 "sts_failures_total",
                 "failed AssumeRole calls by integration",
+                &["integration", "code"],
             ),
-            &["integration", "code"],
-        )
-        .expect("valid metric");
-        let credential_hits = IntCounter::new(
-            "credential_cache_hits_total",
-            "credential lookups served from the cache",
-        )
-        .expect("valid metric");
-        let credential_misses = IntCounter::new(
-            "credential_cache_misses_total",
-            "credential lookups that waited for STS",
-        )
-        .expect("valid metric");
-        let credential_expiry = GaugeVec::new(
-            Opts::new(
-                "credential_expiry_seconds",
-                "seconds until the integration's session credentials expire",
+            credential_hits: counter(
+                "credential_cache_hits_total",
+                "credential lookups served from the cache",
+                &["integration"],
             ),
-            &["integration"],
-        )
-        .expect("valid metric");
-        let start_time = Gauge::new(
-            "start_time_seconds",
-            "start time of the process since the epoch",
-        )
-        .expect("valid metric");
-        for metric in [
-            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(sts_calls.clone()),
-            Box::new(sts_failures.clone()),
-            Box::new(credential_hits.clone()),
-            Box::new(credential_misses.clone()),
-            Box::new(credential_expiry.clone()),
-            Box::new(start_time.clone()),
-        ] {
-            registry.register(metric).expect("unique metric names");
+            credential_misses: counter(
+                "credential_cache_misses_total",
+                "credential lookups that waited for STS",
+                &["integration"],
+            ),
+            credential_expiry: GaugeVec::new(
+                Opts::new(
+                    "credential_expiry_seconds",
+                    "seconds until the integration's session credentials expire",
+                ),
+                &["integration"],
+            )
+            .expect("valid metric"),
+            open_connections: IntGauge::new("open_connections", "client connections open now")
+                .expect("valid metric"),
+            start_time: Gauge::new(
+                "start_time_seconds",
+                "start time of the process since the epoch",
+            )
+            .expect("valid metric"),
+            registry,
+        };
+        for metric in metrics.collectors() {
+            metrics
+                .registry
+                .register(metric)
+                .expect("unique metric names");
         }
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
-        start_time.set(now.as_secs_f64());
-        Self {
-            registry,
-            requests,
-            sts_calls,
-            sts_failures,
-            credential_hits,
-            credential_misses,
-            credential_expiry,
-            start_time,
-        }
+        metrics.start_time.set(now.as_secs_f64());
+        metrics
+    }
+
+    fn collectors(&self) -> Vec<Box<dyn Collector>> {
+        vec![
+            Box::new(self.requests.clone()),
+            Box::new(self.request_duration.clone()),
+            Box::new(self.response_bytes.clone()),
+            Box::new(self.upstream_requests.clone()),
+            Box::new(self.upstream_duration.clone()),
+            Box::new(self.sts_calls.clone()),
+            Box::new(self.sts_failures.clone()),
+            Box::new(self.credential_hits.clone()),
+            Box::new(self.credential_misses.clone()),
+            Box::new(self.credential_expiry.clone()),
+            Box::new(self.open_connections.clone()),
+            Box::new(self.start_time.clone()),
+        ]
     }
 
     /// The text exposition format.
@@ -115,5 +173,16 @@ impl Metrics {
         let mut out = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// `2xx`, `4xx`…: the class of an HTTP status.
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
     }
 }

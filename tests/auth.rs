@@ -251,11 +251,13 @@ async fn a_token_reads_within_its_scope_and_nothing_else() {
     assert_eq!(status, 200);
     let text = String::from_utf8(body).unwrap();
     assert!(
-        text.contains("s3gate_requests_total{client=\"narrow\",route=\"object\",status=\"403\"} 3"),
+        text.contains("s3gate_requests_total{class=\"4xx\",client=\"narrow\",integration=\"store\",method=\"GET\",route=\"object\",status=\"403\"} 3"),
         "{text}"
     );
     assert!(
-        text.contains("client=\"wide\",route=\"object\",status=\"200\""),
+        text.contains(
+            "client=\"wide\",integration=\"store\",method=\"GET\",route=\"object\",status=\"200\""
+        ),
         "{text}"
     );
 }

@@ -494,7 +494,7 @@ async fn serve_with_clients_names_them_in_the_log_never_their_secrets() {
     assert_eq!(page.status(), 200);
     let page = page.text().await.unwrap();
     assert!(
-        page.contains("client=\"backend\",route=\"presign\",status=\"200\"} 1"),
+        page.contains("client=\"backend\",integration=\"store\",method=\"GET\",route=\"presign\",status=\"200\"} 1"),
         "{page}"
     );
     assert_eq!(

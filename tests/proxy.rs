@@ -676,7 +676,7 @@ async fn a_request_abandoned_by_its_client_is_still_logged() {
         .unwrap_err();
     assert!(error.is_timeout(), "{error}");
     let deadline = Instant::now() + Duration::from_secs(20);
-    let line = "s3gate_requests_total{client=\"-\",route=\"object\",status=\"499\"} 1\n";
+    let line = "s3gate_requests_total{class=\"4xx\",client=\"-\",integration=\"store\",method=\"GET\",route=\"object\",status=\"499\"} 1\n";
     while !metrics(&gateway).await.contains(line) {
         assert!(Instant::now() < deadline, "no 499 recorded");
         tokio::time::sleep(Duration::from_millis(50)).await; // polling

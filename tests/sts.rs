@@ -283,7 +283,7 @@ async fn serve_across_session_boundaries(sts: &str) {
     // And in the background: only the very first request waited for STS.
     let metrics = metrics(&gateway).await;
     assert!(
-        metrics.contains("s3gate_credential_cache_misses_total 1\n"),
+        metrics.contains("s3gate_credential_cache_misses_total{integration=\"acme\"} 1\n"),
         "{metrics}"
     );
 }
@@ -536,7 +536,7 @@ async fn gateway_signed_urls_outlive_role_sessions_and_are_stable_in_a_window() 
         "the gateway's count of AssumeRole calls and moto's"
     );
     assert!(
-        page.contains("s3gate_credential_cache_misses_total 1\n"),
+        page.contains("s3gate_credential_cache_misses_total{integration=\"acme\"} 1\n"),
         "only the first fetch waited for STS:\n{page}"
     );
 

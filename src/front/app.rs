@@ -21,7 +21,7 @@ use crate::body::{Body, BoxError};
 use crate::config::{Config, ConfigError, ServerConfig};
 use crate::error::{Error, Side};
 use crate::locator::Locator;
-use crate::metrics::Metrics;
+use crate::metrics::{status_class, Metrics};
 use crate::upstream::registry::{Registry, RegistryConfig};
 
 /// Longest request URI (path and query) accepted, in bytes: signing one
@@ -162,6 +162,15 @@ impl App {
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         content::harden(response.headers_mut());
+        let streams = matches!(ctx.route, Route::S3 | Route::Json(JsonRoute::Object));
+        if let (true, Some(integration)) = (streams, ctx.integration()) {
+            let sent = self
+                .state
+                .metrics
+                .response_bytes
+                .with_label_values(&[integration]);
+            response = response.map(|body| crate::body::counted(body, sent));
+        }
         response.headers_mut().insert("x-request-id", id.into());
         in_flight.answered = true;
         self.log(&in_flight.ctx, response.status());
@@ -253,11 +262,23 @@ impl App {
 
     /// The one logging step: metrics and the access log line.
     fn log(&self, ctx: &RequestContext, status: StatusCode) {
-        self.state
-            .metrics
+        let metrics = &self.state.metrics;
+        let integration = ctx.integration().unwrap_or("-");
+        metrics
             .requests
-            .with_label_values(&[ctx.route.label(), status.as_str(), &ctx.caller.to_string()])
+            .with_label_values(&[
+                ctx.route.label(),
+                ctx.method.as_str(),
+                status.as_str(),
+                status_class(status.as_u16()),
+                integration,
+                &ctx.caller.to_string(),
+            ])
             .inc();
+        metrics
+            .request_duration
+            .with_label_values(&[ctx.route.label()])
+            .observe(ctx.start.elapsed().as_secs_f64());
         let micros = u64::try_from(ctx.start.elapsed().as_micros()).unwrap_or(u64::MAX);
         tracing::info!(
             target: "s3gate::access",

@@ -95,10 +95,13 @@ pub async fn serve_as(
         };
         let shared = shared.clone();
         let drain = drain.clone();
+        let open = shared.app.metrics().open_connections.clone();
+        open.inc();
         tokio::spawn(async move {
             if let Err(e) = connection(&shared, stream, drain).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
+            open.dec();
             drop(permit);
         });
     }

@@ -16,6 +16,7 @@ use crate::body::Body;
 use crate::config::{Delivery, IntegrationConfig};
 use crate::credentials::{CredentialSource, Sessions};
 use crate::error::Error;
+use crate::metrics::{status_class, Metrics};
 use crate::origins::Origins;
 use crate::sigv4::{self, canonical, Credentials, SigningRequest};
 
@@ -65,6 +66,7 @@ pub struct Integration {
     credentials: CredentialSource,
     sessions: Arc<Sessions>,
     client: Arc<Upstream>,
+    metrics: Metrics,
 }
 
 /// One read of a store: what is signed and sent.
@@ -89,6 +91,7 @@ impl Integration {
         credentials: CredentialSource,
         sessions: Arc<Sessions>,
         client: Arc<Upstream>,
+        metrics: Metrics,
     ) -> Self {
         Self {
             name: config.name,
@@ -104,6 +107,7 @@ impl Integration {
             credentials,
             sessions,
             client,
+            metrics,
         }
     }
 
@@ -151,7 +155,21 @@ impl Integration {
     pub async fn read(&self, read: Read<'_>) -> Result<Response<Incoming>, Error> {
         let credentials = self.credentials().await?;
         let request = self.signed_request(&credentials, read)?;
-        let response = self.client.send(request, &self.name).await?;
+        let started = std::time::Instant::now();
+        let sent = self.client.send(request, &self.name).await;
+        let class = sent
+            .as_ref()
+            .map_or("error", |r| status_class(r.status().as_u16()));
+        let name = [self.name.as_str()];
+        self.metrics
+            .upstream_duration
+            .with_label_values(&name)
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics
+            .upstream_requests
+            .with_label_values(&[&self.name, class])
+            .inc();
+        let response = sent?;
         if response.status().as_u16() >= 400 {
             return Err(self.client.error(&self.name, response).await);
         }

@@ -92,7 +92,13 @@ impl Registry {
             };
             let scope = ic.scope.clone();
             let access_point = ic.access_point.clone();
-            let integration = Arc::new(Integration::new(ic, source, sessions.clone(), client));
+            let integration = Arc::new(Integration::new(
+                ic,
+                source,
+                sessions.clone(),
+                client,
+                metrics.clone(),
+            ));
             registry.add(integration, scope, access_point);
         }
         Ok(registry)
