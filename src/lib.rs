@@ -23,6 +23,7 @@ pub mod error;
 pub mod front;
 pub mod hex;
 pub mod locator;
+pub mod logging;
 pub mod metrics;
 pub mod origins;
 pub mod presign;

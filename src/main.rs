@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use s3gate::config::{Config, ServerConfig};
 use s3gate::front::server::{self, Listener};
 use s3gate::front::App;
+use s3gate::logging;
 use s3gate::presign::{self, PresignOptions};
 use s3gate::setup::policy::Documents;
 use s3gate::setup::probe;
@@ -17,6 +18,9 @@ use s3gate::setup::probe;
 #[derive(Debug, Parser)]
 #[command(version, about = "A local, S3-compatible presigning gateway")]
 struct Cli {
+    /// Log lines as `text` or `json` (default: `[log] format`, else text).
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<logging::Format>,
     #[command(subcommand)]
     command: Command,
 }
@@ -79,9 +83,26 @@ enum Command {
     Demo(s3gate::demo::DemoArgs),
 }
 
+impl Command {
+    /// The config file the command reads, if any.
+    fn config(&self) -> Option<&std::path::Path> {
+        match self {
+            Command::Serve { config }
+            | Command::Check { config, .. }
+            | Command::Policy { config, .. }
+            | Command::Presign { config, .. } => Some(config),
+            _ => None,
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    let format = cli
+        .log_format
+        .or_else(|| cli.command.config().and_then(logging::format_in))
+        .unwrap_or_default();
+    let _log = logging::init(format);
     let result = tokio::runtime::Runtime::new()
         .map_err(|e| format!("cannot start the runtime: {e}"))
         .and_then(|rt| rt.block_on(run(cli.command)));
@@ -146,30 +167,6 @@ async fn run(command: Command) -> Result<(), String> {
         #[cfg(feature = "embedded-store")]
         Command::Demo(args) => s3gate::demo::run(args).await,
     }
-}
-
-/// Log filter directives added unless `S3GATE_LOG` names the target: the
-/// embedded store logs requests, `Authorization` headers included, at debug.
-const QUIET_TARGETS: &[&str] = &["s3s=info", "s3s_fs=info"];
-
-fn init_logging() {
-    let spec = std::env::var("S3GATE_LOG").unwrap_or_else(|_| "info".into());
-    let mut filter = tracing_subscriber::EnvFilter::try_new(&spec)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    for quiet in QUIET_TARGETS {
-        let target = quiet.split('=').next().unwrap_or_default();
-        let named = spec
-            .split(',')
-            .any(|d| d.trim().split('=').next() == Some(target));
-        if let (false, Ok(directive)) = (named, quiet.parse()) {
-            filter = filter.add_directive(directive);
-        }
-    }
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
 }
 
 /// Everything `serve` needs, built from the config file.

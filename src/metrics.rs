@@ -40,6 +40,8 @@ pub struct Metrics {
     pub credential_expiry: GaugeVec,
     /// Client connections open now.
     pub open_connections: IntGauge,
+    /// Log lines dropped because the log writer fell behind.
+    pub log_lines_dropped: IntGauge,
     /// Process start time (seconds since the epoch).
     pub start_time: Gauge,
 }
@@ -131,6 +133,11 @@ impl Metrics {
             .expect("valid metric"),
             open_connections: IntGauge::new("open_connections", "client connections open now")
                 .expect("valid metric"),
+            log_lines_dropped: IntGauge::new(
+                "log_lines_dropped",
+                "log lines dropped because the log writer fell behind",
+            )
+            .expect("valid metric"),
             start_time: Gauge::new(
                 "start_time_seconds",
                 "start time of the process since the epoch",
@@ -164,12 +171,15 @@ impl Metrics {
             Box::new(self.credential_misses.clone()),
             Box::new(self.credential_expiry.clone()),
             Box::new(self.open_connections.clone()),
+            Box::new(self.log_lines_dropped.clone()),
             Box::new(self.start_time.clone()),
         ]
     }
 
     /// The text exposition format.
     pub fn render(&self) -> String {
+        let dropped = i64::try_from(crate::logging::dropped_lines()).unwrap_or(i64::MAX);
+        self.log_lines_dropped.set(dropped);
         let mut out = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         String::from_utf8(out).unwrap_or_default()

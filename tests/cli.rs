@@ -719,3 +719,51 @@ fn policy_prints_the_documents_and_refuses_an_unknown_integration() {
     assert!(String::from_utf8_lossy(&out.stderr)
         .contains("no integration named \"nope\" (configured: acme)"));
 }
+
+#[test]
+fn logs_can_be_json_lines_from_the_flag_or_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    for (flag, log_table) in [(true, false), (false, true)] {
+        let mut builder = ConfigBuilder::store("http://127.0.0.1:9", &["media"]).set(
+            "server",
+            "listen",
+            "127.0.0.1:0",
+        );
+        if log_table {
+            builder = builder.set("log", "format", "json");
+        }
+        let config = write_config(dir.path(), &builder.build());
+        let mut args = vec!["serve", "--config", config.to_str().unwrap()];
+        if flag {
+            args.extend(["--log-format", "json"]);
+        }
+        let mut child = s3gate(&args).stderr(Stdio::piped()).spawn().unwrap();
+        let mut stderr = Lines::of(child.stderr.take().unwrap());
+        let line = wait_for_line(&mut stderr, "listening on http://");
+        let started: serde_json::Value = serde_json::from_str(&line).unwrap();
+        let addr = started["message"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("listening on http://");
+        let mut conn = TcpStream::connect(addr).unwrap();
+        conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        let access = wait_for_line(&mut stderr, "s3gate::access");
+        let access: serde_json::Value = serde_json::from_str(&access).unwrap();
+        assert_eq!(access["target"], "s3gate::access");
+        assert_eq!(access["status"], 200);
+        assert_eq!(access["path"], "/healthz");
+        assert_eq!(access["client"], "-");
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert_eq!(
+            wait_exit(&mut child, Duration::from_secs(15)).code(),
+            Some(0)
+        );
+    }
+}

@@ -11,8 +11,8 @@ use serde::Deserialize;
 
 use super::{
     ClientConfig, Config, ConfigError, CorsConfig, CredentialsConfig, Delivery, IntegrationConfig,
-    Keys, RoleConfig, S3ApiConfig, Scope, Secret, ServerConfig, StsConfig, UpstreamConfig,
-    DEFAULT_PRESIGN_MAX_TTL_S, DEFAULT_SESSION_DURATION_S, MAX_PRESIGN_TTL_S,
+    Keys, LogConfig, RoleConfig, S3ApiConfig, Scope, Secret, ServerConfig, StsConfig,
+    UpstreamConfig, DEFAULT_PRESIGN_MAX_TTL_S, DEFAULT_SESSION_DURATION_S, MAX_PRESIGN_TTL_S,
 };
 use crate::locator::{valid_region, validate_bucket_name, AccessPointArn};
 use crate::origins::Origins;
@@ -38,6 +38,8 @@ struct ConfigFile {
     integrations: Vec<IntegrationFile>,
     #[serde(default)]
     clients: Vec<ClientFile>,
+    #[serde(default)]
+    log: LogConfig,
 }
 
 /// One `[[clients]]` entry.
@@ -235,6 +237,7 @@ impl ConfigFile {
             integrations,
             clients,
             url_signing_keys,
+            log: self.log,
         };
         check_exposure(&config)?;
         Ok(config)

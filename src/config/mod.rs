@@ -84,6 +84,16 @@ pub struct Config {
     /// Keys of gateway-signed URLs and grants, the signing one first; empty
     /// when none is configured (a random key is made at start).
     pub url_signing_keys: Vec<Secret>,
+    /// `[log]`: how log lines are written.
+    pub log: LogConfig,
+}
+
+/// `[log]` (read before the rest, see [`crate::logging::format_in`]).
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: crate::logging::Format,
 }
 
 impl Config {
