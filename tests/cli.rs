@@ -757,6 +757,8 @@ fn logs_can_be_json_lines_from_the_flag_or_the_config() {
         assert_eq!(access["status"], 200);
         assert_eq!(access["path"], "/healthz");
         assert_eq!(access["client"], "-");
+        assert_eq!(access["bytes"], 3, "\"ok\\n\" was sent");
+        assert_eq!(access["complete"], true);
         Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status()

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 
+use super::access_log::{self, AccessLine};
 use super::authenticate::{authenticate, Listener};
 use super::connection::ConnectionLimits;
 use super::context::{Api, JsonRoute, RequestContext, Route};
@@ -173,8 +174,10 @@ impl App {
         }
         response.headers_mut().insert("x-request-id", id.into());
         in_flight.answered = true;
-        self.log(&in_flight.ctx, response.status());
-        response
+        let status = response.status();
+        self.count(&in_flight.ctx, status);
+        let line = AccessLine::new(&in_flight.ctx, status);
+        response.map(|body| access_log::logged(body, line))
     }
 
     /// What every request must pass before anything else: a URI within the
@@ -260,8 +263,14 @@ impl App {
         verdict
     }
 
-    /// The one logging step: metrics and the access log line.
-    fn log(&self, ctx: &RequestContext, status: StatusCode) {
+    /// Metrics and the access line of a request that never got a response.
+    fn log_unanswered(&self, ctx: &RequestContext, status: StatusCode) {
+        self.count(ctx, status);
+        AccessLine::new(ctx, status).write(0, false);
+    }
+
+    /// The request's metrics, counted when its response headers are ready.
+    fn count(&self, ctx: &RequestContext, status: StatusCode) {
         let metrics = &self.state.metrics;
         let integration = ctx.integration().unwrap_or("-");
         metrics
@@ -279,18 +288,6 @@ impl App {
             .request_duration
             .with_label_values(&[ctx.route.label()])
             .observe(ctx.start.elapsed().as_secs_f64());
-        let micros = u64::try_from(ctx.start.elapsed().as_micros()).unwrap_or(u64::MAX);
-        tracing::info!(
-            target: "s3gate::access",
-            id = ctx.id,
-            method = %ctx.method,
-            path = %ctx.path,
-            status = status.as_u16(),
-            client = %ctx.caller,
-            via = %ctx.caller.via_label(),
-            integration = %ctx.integration().unwrap_or("-"),
-            micros,
-        );
     }
 }
 
@@ -313,7 +310,7 @@ impl Drop for InFlight<'_> {
         } else {
             StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST)
         };
-        self.app.log(&self.ctx, status);
+        self.app.log_unanswered(&self.ctx, status);
     }
 }
 

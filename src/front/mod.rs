@@ -1,6 +1,7 @@
 //! The HTTP front: connections, the request lifecycle, and the two APIs
 //! (JSON under `/v1/`, the S3-compatible one everywhere else).
 
+pub mod access_log;
 pub mod app;
 pub mod authenticate;
 pub mod connection;
