@@ -24,6 +24,7 @@ pub mod front;
 pub mod hex;
 pub mod locator;
 pub mod metrics;
+pub mod notify;
 pub mod origins;
 pub mod presign;
 pub mod sigv4;
