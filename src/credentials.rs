@@ -44,6 +44,8 @@ pub enum CredentialSource {
 #[derive(Debug)]
 pub struct Role {
     id: RoleId,
+    /// What makes it the same session as another config's role.
+    key: RoleKey,
     arn: String,
     /// The integration(s) using it, as metrics name it (never the ARN).
     label: String,
@@ -168,7 +170,7 @@ fn sts_hint(code: &str) -> &'static str {
 }
 
 /// Retry bookkeeping of one role.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Health {
     refreshing: bool,
     failures: u32,
@@ -260,6 +262,7 @@ impl SourcesBuilder {
         let id = self.roles.len();
         let role = Arc::new(Role {
             id,
+            key: key.clone(),
             arn: key.arn.clone(),
             label: name.to_owned(),
             external_id: key.external_id.clone(),
@@ -395,6 +398,40 @@ impl Sessions {
             Ok(session) => Ok(session.credentials.clone()),
             Err(failure) => Err(failure.to_error(integration)),
         }
+    }
+
+    /// Takes over `previous`'s cached session and retry state for each of
+    /// these roles whose key `previous` also has, so that a reload assumes
+    /// no unchanged role again (nor retries a failing one before its
+    /// backoff is over). Returns how many sessions it kept.
+    pub async fn adopt(&self, previous: &Sessions) -> usize {
+        let mut kept = 0;
+        for role in &self.roles {
+            let Some(old) = previous.roles.iter().find(|old| old.key == role.key) else {
+                continue;
+            };
+            if let Some(session) = previous.cache.get(&old.id).await {
+                self.cache.insert(role.id, session).await;
+                kept += 1;
+            }
+            let health = previous
+                .health
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(&old.id)
+                .cloned();
+            if let Some(health) = health {
+                let mut mine = self.health.lock().unwrap_or_else(PoisonError::into_inner);
+                mine.insert(
+                    role.id,
+                    Health {
+                        refreshing: false,
+                        ..health
+                    },
+                );
+            }
+        }
+        kept
     }
 
     /// Seconds until `role`'s last fetched session expires, if one was fetched.
@@ -678,6 +715,18 @@ mod tests {
         }
     }
 
+    fn test_key(arn: &str) -> RoleKey {
+        RoleKey {
+            arn: arn.into(),
+            external_id: Some("ext".into()),
+            session_name: "s3gate".into(),
+            duration_s: None,
+            sts_endpoint: None,
+            sts_region: "us-east-1".into(),
+            caller_access_key: None,
+        }
+    }
+
     struct World {
         clock: Arc<ManualClock>,
         sts: Arc<FakeSts>,
@@ -712,6 +761,7 @@ mod tests {
             .map(|id| {
                 Arc::new(Role {
                     id,
+                    key: test_key(&format!("arn:aws:iam::123456789012:role/r{id}")),
                     arn: format!("arn:aws:iam::123456789012:role/r{id}"),
                     label: format!("i{id}"),
                     external_id: Some("ext".into()),
@@ -913,5 +963,57 @@ mod tests {
             }
         }
         assert_eq!(ids, [0, 0, 1, 2, 3]);
+    }
+
+    #[tokio::test]
+    async fn a_reload_keeps_the_sessions_of_unchanged_roles_only() {
+        let w = world(tuning(300, 0.2, 30), 1000, 2);
+        let kept = w.get(0).await.unwrap();
+        w.get(1).await.unwrap();
+        assert_eq!(w.calls(), 2);
+        // The new config: role 0 unchanged (at another index), role 1's
+        // external ID changed, and a role not seen before.
+        let mut changed = test_key("arn:aws:iam::123456789012:role/r1");
+        changed.external_id = Some("rotated".into());
+        let keys = [
+            test_key("arn:aws:iam::123456789012:role/new"),
+            test_key("arn:aws:iam::123456789012:role/r0"),
+            changed,
+        ];
+        let roles: Vec<Arc<Role>> = keys
+            .into_iter()
+            .enumerate()
+            .map(|(id, key)| {
+                Arc::new(Role {
+                    id,
+                    arn: key.arn.clone(),
+                    external_id: key.external_id.clone(),
+                    session_name: key.session_name.clone(),
+                    duration_s: None,
+                    label: format!("n{id}"),
+                    key,
+                })
+            })
+            .collect();
+        let sessions = Sessions::new(
+            roles.clone(),
+            tuning(300, 0.2, 30),
+            Metrics::new(),
+            w.clock.clone(),
+            w.sts.clone(),
+            Arc::new(|_| 0),
+        );
+        assert_eq!(sessions.adopt(&w.sessions).await, 1);
+        let same = sessions.get(&roles[1], "i").await.unwrap();
+        assert!(
+            Arc::ptr_eq(&same, &kept),
+            "the unchanged role's session is kept"
+        );
+        assert_eq!(w.calls(), 2, "no AssumeRole for the unchanged role");
+        assert!(sessions.seconds_left(&roles[1]).is_some());
+        sessions.get(&roles[2], "i").await.unwrap();
+        assert_eq!(w.calls(), 3, "the changed role is assumed anew");
+        sessions.get(&roles[0], "i").await.unwrap();
+        assert_eq!(w.calls(), 4, "the new role is assumed");
     }
 }

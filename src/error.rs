@@ -85,6 +85,9 @@ pub enum Error {
     /// No such route.
     #[error("no route for {path:?}")]
     NoSuchRoute { path: String },
+    /// The gateway is draining after a shutdown signal: `/readyz` says so.
+    #[error("the gateway is shutting down and takes no new work")]
+    Draining,
     /// The request body is over the configured limit.
     #[error("request body is over the limit of {limit} bytes")]
     BodyTooLarge { limit: usize },
@@ -204,6 +207,7 @@ impl Error {
             MisdirectedRequest { .. } => StatusCode::MISDIRECTED_REQUEST,
             NotAPreflight => StatusCode::BAD_REQUEST,
             NoSuchRoute { .. } => StatusCode::NOT_FOUND,
+            Draining => StatusCode::SERVICE_UNAVAILABLE,
             BodyTooLarge { .. } | BatchTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             UpstreamAuthFailed { .. } | UpstreamFailed { .. } | UpstreamRedirect { .. } => {
                 StatusCode::BAD_GATEWAY
@@ -242,6 +246,7 @@ impl Error {
             MisdirectedRequest { .. } => "MisdirectedRequest",
             NotAPreflight => "BadRequest",
             NoSuchRoute { .. } => "NoSuchRoute",
+            Draining => "Draining",
             BodyTooLarge { .. } => "RequestTooLarge",
             BatchTooLarge { .. } => "BatchTooLarge",
             UpstreamAuthFailed { .. } => "UpstreamAuthFailed",
@@ -272,6 +277,9 @@ impl Error {
 
     /// Whose fault the error is.
     pub fn side(&self) -> Side {
+        if matches!(self, Error::Draining) {
+            return Side::Client;
+        }
         match self.status().as_u16() {
             500 => Side::Internal,
             502..=504 => Side::Upstream,

@@ -25,6 +25,7 @@ pub mod hex;
 pub mod locator;
 pub mod logging;
 pub mod metrics;
+pub mod notify;
 pub mod origins;
 pub mod presign;
 pub mod setup;

@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use s3gate::config::{Config, ServerConfig};
-use s3gate::front::server::{self, Listener};
+use s3gate::front::server::{self, Listener, Live};
 use s3gate::front::App;
 use s3gate::logging;
+use s3gate::notify;
 use s3gate::presign::{self, PresignOptions};
 use s3gate::setup::policy::Documents;
 use s3gate::setup::probe;
@@ -120,7 +121,7 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> Result<(), String> {
     match command {
-        Command::Serve { config } => serve(load(&config).await?).await,
+        Command::Serve { config } => serve(&config, load(&config).await?).await,
         Command::Check { config, probe } => {
             let loaded = load(&config).await?;
             println!(
@@ -271,7 +272,7 @@ fn warnings(config: &Config) -> Vec<String> {
     warnings
 }
 
-async fn serve(loaded: Loaded) -> Result<(), String> {
+async fn serve(path: &std::path::Path, loaded: Loaded) -> Result<(), String> {
     let Loaded {
         server: config,
         app,
@@ -282,11 +283,13 @@ async fn serve(loaded: Loaded) -> Result<(), String> {
     for warning in &warnings {
         tracing::warn!("{warning}");
     }
+    // Before any listener is bound: a SIGHUP from then on reloads, never kills.
+    let hangups = hangups()?;
     let listener = bind(config.listen).await?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!("listening on {scheme}://{addr}");
-    let app = Arc::new(app);
+    let live = Live::new(Arc::new(app), tls);
     let grace = Duration::from_secs(config.shutdown_grace_s);
     let metrics = match config.metrics_listen {
         Some(addr) => {
@@ -294,23 +297,139 @@ async fn serve(loaded: Loaded) -> Result<(), String> {
             let addr = listener.local_addr().map_err(|e| e.to_string())?;
             tracing::info!("metrics listening on http://{addr}");
             let pending = std::future::pending::<()>();
-            let serve = server::serve_as(
-                Listener::Metrics,
-                listener,
-                app.clone(),
-                None,
-                pending,
-                grace,
-            );
+            let serve =
+                server::serve_live(Listener::Metrics, listener, live.clone(), pending, grace);
             Some(tokio::spawn(serve))
         }
         None => None,
     };
-    let served = server::serve(listener, app, tls, server::shutdown_signal(), grace).await;
+    let reloads = tokio::spawn(reload_on(hangups, path.to_owned(), live.clone(), config));
+    notify::notify(notify::READY);
+    let shutdown = async {
+        server::shutdown_signal().await;
+        notify::notify(notify::STOPPING);
+    };
+    let served = server::serve_live(Listener::Main, listener, live, shutdown, grace).await;
+    reloads.abort();
     if let Some(metrics) = metrics {
         metrics.abort();
     }
     served.map_err(|e| e.to_string())
+}
+
+#[cfg(unix)]
+type Hangups = tokio::signal::unix::Signal;
+#[cfg(not(unix))]
+type Hangups = ();
+
+/// The stream of SIGHUPs, each a reload.
+fn hangups() -> Result<Hangups, String> {
+    #[cfg(unix)]
+    {
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .map_err(|e| format!("cannot handle SIGHUP: {e}"))
+    }
+    #[cfg(not(unix))]
+    Ok(())
+}
+
+/// Reloads the config file at each SIGHUP, as systemd's `ExecReload` sends.
+#[cfg_attr(not(unix), allow(unused_variables))]
+async fn reload_on(mut hangups: Hangups, path: PathBuf, live: Arc<Live>, started: ServerConfig) {
+    #[cfg(unix)]
+    while hangups.recv().await.is_some() {
+        notify::notify(notify::RELOADING);
+        tracing::info!("SIGHUP received: reloading {}", path.display());
+        match reload(&path, &live, &started).await {
+            Ok(()) => {
+                tracing::info!("reloaded {}", path.display());
+                notify::notify(notify::READY);
+            }
+            Err(e) => {
+                tracing::error!("reload failed, still serving the previous config: {e}");
+                notify::notify(&format!("{}\nSTATUS=reload failed: {e}", notify::READY));
+            }
+        }
+    }
+}
+
+/// Re-reads and validates the config, then installs the gateway it builds
+/// and a fresh TLS acceptor (certificate and key re-read) for new requests.
+/// On any error nothing changes. Settings that only a restart applies are
+/// logged and stay as `started` has them.
+async fn reload(path: &std::path::Path, live: &Live, started: &ServerConfig) -> Result<(), String> {
+    let config = Config::load(path).map_err(|e| e.to_string())?;
+    let fixed = restart_needed(started, &config.server);
+    let tls = match (&started.tls, &config.server.tls) {
+        (Some(_), Some(tls)) => {
+            Some(server::tls_acceptor(tls).map_err(|e| format!("[server.tls]: {e}"))?)
+        }
+        _ => live.tls().map(|acceptor| (*acceptor).clone()),
+    };
+    let warnings = warnings(&config);
+    let app = App::reload(config, &live.app())
+        .await
+        .map_err(|e| e.to_string())?;
+    for setting in fixed {
+        tracing::warn!(
+            "[server] {setting} changed: it takes effect on a restart; the running value stays"
+        );
+    }
+    for warning in &warnings {
+        tracing::warn!("{warning}");
+    }
+    live.install(Arc::new(app), tls);
+    Ok(())
+}
+
+/// The `[server]` settings that differ and that only a restart applies: the
+/// listeners, TLS on or off, and the connection limits of the accept loop.
+fn restart_needed(started: &ServerConfig, new: &ServerConfig) -> Vec<&'static str> {
+    let changed = [
+        ("listen", started.listen != new.listen),
+        (
+            "metrics_listen",
+            started.metrics_listen != new.metrics_listen,
+        ),
+        ("tls", started.tls.is_some() != new.tls.is_some()),
+        (
+            "shutdown_grace_s",
+            started.shutdown_grace_s != new.shutdown_grace_s,
+        ),
+        (
+            "max_connections",
+            started.max_connections != new.max_connections,
+        ),
+        (
+            "handshake_timeout_s",
+            started.handshake_timeout_s != new.handshake_timeout_s,
+        ),
+        (
+            "keepalive_timeout_s",
+            started.keepalive_timeout_s != new.keepalive_timeout_s,
+        ),
+        (
+            "http2_keepalive_interval_s",
+            started.http2_keepalive_interval_s != new.http2_keepalive_interval_s,
+        ),
+        (
+            "http2_keepalive_timeout_s",
+            started.http2_keepalive_timeout_s != new.http2_keepalive_timeout_s,
+        ),
+        (
+            "http2_idle_timeout_s",
+            started.http2_idle_timeout_s != new.http2_idle_timeout_s,
+        ),
+        ("h2c", started.h2c != new.h2c),
+        (
+            "send_timeout_s",
+            started.send_timeout_s != new.send_timeout_s,
+        ),
+    ];
+    changed
+        .into_iter()
+        .filter_map(|(name, differs)| differs.then_some(name))
+        .collect()
 }
 
 async fn bind(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener, String> {

@@ -3,6 +3,7 @@
 //! for metrics and the access log, on success and error alike.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
@@ -15,6 +16,7 @@ use super::cors::{Cors, Verdict};
 use super::hosts::AllowedHosts;
 use super::listing::ListCaps;
 use super::query::Query;
+use super::readiness::Readiness;
 use super::state::{Limits, State};
 use super::{content, json_api, response, s3_api};
 use crate::auth::Authenticator;
@@ -33,14 +35,55 @@ const MAX_URI_BYTES: usize = 16 * 1024;
 #[derive(Debug)]
 pub struct App {
     state: State,
-    next_request: AtomicU64,
+    next_request: Arc<AtomicU64>,
     connections: ConnectionLimits,
+}
+
+/// What a reloaded gateway keeps of the one it replaces.
+struct Carried {
+    metrics: Metrics,
+    readiness: Arc<Readiness>,
+    next_request: Arc<AtomicU64>,
 }
 
 impl App {
     /// Builds the gateway from a validated config; contacts nothing.
     pub async fn new(config: Config) -> Result<Self, ConfigError> {
-        let metrics = Metrics::new();
+        let carried = Carried {
+            metrics: Metrics::new(),
+            readiness: Arc::default(),
+            next_request: Arc::new(AtomicU64::new(1)),
+        };
+        Self::build(config, carried).await
+    }
+
+    /// Builds the gateway that replaces `previous` on a reload: it keeps
+    /// `previous`'s metrics, readiness and request ids, and the cached
+    /// sessions of every role whose key (ARN, external ID, session name and
+    /// duration, STS endpoint and region, calling identity) is unchanged.
+    /// Requests in flight on `previous` finish on it. Contacts nothing.
+    pub async fn reload(config: Config, previous: &App) -> Result<Self, ConfigError> {
+        let carried = Carried {
+            metrics: previous.state.metrics.clone(),
+            readiness: previous.state.readiness.clone(),
+            next_request: previous.next_request.clone(),
+        };
+        let app = Self::build(config, carried).await?;
+        let kept = app
+            .state
+            .registry
+            .adopt_sessions(&previous.state.registry)
+            .await;
+        tracing::debug!(kept, "cached sessions kept across the reload");
+        Ok(app)
+    }
+
+    async fn build(config: Config, carried: Carried) -> Result<Self, ConfigError> {
+        let Carried {
+            metrics,
+            readiness,
+            next_request,
+        } = carried;
         let hosts = allowed_hosts(&config.server);
         let connections = ConnectionLimits::from_config(&config.server);
         let registry = RegistryConfig {
@@ -82,12 +125,18 @@ impl App {
                 .map(|url| url.trim_end_matches('/').to_owned()),
             tls: config.server.tls.is_some(),
             hosts,
+            readiness,
         };
         Ok(Self {
             state,
-            next_request: AtomicU64::new(1),
+            next_request,
             connections,
         })
+    }
+
+    /// Whether the gateway takes new work (`/readyz`).
+    pub fn readiness(&self) -> &Arc<Readiness> {
+        &self.state.readiness
     }
 
     /// The limits every connection is served under.

@@ -18,7 +18,7 @@ use crate::error::Error;
 pub enum Listener {
     /// The gateway's listener: every route.
     Main,
-    /// `[server] metrics_listen`: `/metrics` and `/healthz` only, unauthenticated.
+    /// `[server] metrics_listen`: `/metrics`, `/healthz` and `/readyz` only, unauthenticated.
     Metrics,
 }
 
@@ -57,7 +57,7 @@ fn json<B>(
 ) -> Result<Caller, Error> {
     let auth = &state.auth;
     match route {
-        JsonRoute::Healthz => return Ok(Caller::anonymous()),
+        JsonRoute::Healthz | JsonRoute::Readyz => return Ok(Caller::anonymous()),
         _ if listener == Listener::Metrics && route != JsonRoute::Metrics => {
             return Err(no_route(ctx))
         }

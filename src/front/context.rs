@@ -10,7 +10,7 @@ pub use crate::auth::Caller;
 /// Which API a request speaks, and so how its errors are rendered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Api {
-    /// `/v1/*`, `/healthz`, `/metrics`: JSON errors.
+    /// `/v1/*`, `/healthz`, `/readyz`, `/metrics`: JSON errors.
     Json,
     /// Everything else: the S3-compatible front, S3 XML errors.
     S3,
@@ -21,6 +21,8 @@ pub enum Api {
 pub enum JsonRoute {
     /// `/healthz`.
     Healthz,
+    /// `/readyz`: 200 while serving, 503 while draining.
+    Readyz,
     /// `/metrics`.
     Metrics,
     /// `/v1/presign`.
@@ -51,6 +53,7 @@ impl Route {
     pub fn of(path: &str) -> Self {
         Route::Json(match path {
             "/healthz" => JsonRoute::Healthz,
+            "/readyz" => JsonRoute::Readyz,
             "/metrics" => JsonRoute::Metrics,
             "/v1/presign" => JsonRoute::Presign,
             "/v1/object" => JsonRoute::Object,
@@ -73,6 +76,7 @@ impl Route {
     pub fn label(self) -> &'static str {
         match self {
             Route::Json(JsonRoute::Healthz) => "healthz",
+            Route::Json(JsonRoute::Readyz) => "readyz",
             Route::Json(JsonRoute::Metrics) => "metrics",
             Route::Json(JsonRoute::Presign) => "presign",
             Route::Json(JsonRoute::Object) => "object",
@@ -162,7 +166,8 @@ mod tests {
             "/v1%2Fpresign",
             "/%76%31/x",
             "/METRICS",
-            "/readyz",
+            "/readyz/x",
+            "/READYZ",
         ] {
             assert_eq!(
                 Route::of(reserved),
@@ -174,5 +179,7 @@ mod tests {
         assert_eq!(Route::of("/v1%2Fpresign").label(), "unknown");
         assert_eq!(Route::of("/media/k").api(), Api::S3);
         assert_eq!(Route::of("/metrics").label(), "metrics");
+        assert_eq!(Route::of("/readyz"), Route::Json(JsonRoute::Readyz));
+        assert_eq!(Route::of("/readyz").label(), "readyz");
     }
 }

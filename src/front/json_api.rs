@@ -72,6 +72,11 @@ where
     match route {
         JsonRoute::Healthz if read => Ok(response::text(StatusCode::OK, "ok\n")),
         JsonRoute::Healthz => Err(not_allowed(method, "GET, HEAD")),
+        JsonRoute::Readyz if !read => Err(not_allowed(method, "GET, HEAD")),
+        JsonRoute::Readyz if state.readiness.is_ready() => {
+            Ok(response::text(StatusCode::OK, "ready\n"))
+        }
+        JsonRoute::Readyz => Err(Error::Draining),
         JsonRoute::Metrics if method == Method::GET => Ok(metrics_page(state)),
         JsonRoute::Metrics => Err(not_allowed(method, "GET")),
         JsonRoute::Presign => match *method {

@@ -2,6 +2,10 @@
 //! connection limits of `[server]` ([`super::connection`]), and a graceful
 //! drain bounded by a grace period.
 //!
+//! Listeners serve a [`Live`] gateway: a reload swaps the gateway and the
+//! TLS acceptor for new requests and connections, while those in flight
+//! keep theirs. The drain marks the gateway not ready (`/readyz` 503).
+//!
 //! At `max_connections` the loop stops accepting until one closes: further
 //! clients wait in the kernel's backlog, they are not refused. Cleartext
 //! listeners speak HTTP/1 only unless `h2c = true`; TLS ones offer `h2` by ALPN.
@@ -25,6 +29,7 @@ use tokio_rustls::TlsAcceptor;
 use super::app::App;
 pub use super::authenticate::Listener;
 use super::connection::{Activity, ConnectionLimits, Expiry, Tracked, WriteStall};
+pub use super::live::Live;
 use super::send_timeout;
 use crate::body::BoxError;
 use crate::config::TlsConfig;
@@ -44,10 +49,10 @@ pub async fn serve(
 /// What one listener's connections share.
 struct Shared {
     kind: Listener,
-    app: Arc<App>,
+    live: Arc<Live>,
     builder: auto::Builder<TokioExecutor>,
     limits: ConnectionLimits,
-    tls: Option<TlsAcceptor>,
+    tls: bool,
 }
 
 /// Serves the routes of `kind` (all, or `/metrics` and `/healthz` only) on
@@ -60,11 +65,26 @@ pub async fn serve_as(
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) -> io::Result<()> {
-    let limits = app.connection_limits();
+    serve_live(kind, listener, Live::new(app, tls), shutdown, grace).await
+}
+
+/// Serves what `live` holds on `listener`, as [`serve_as`] does; a reload
+/// changes it for new requests. The main listener speaks TLS if `live` has
+/// an acceptor at start, the metrics listener never. Connection limits are
+/// the ones of the gateway at start.
+pub async fn serve_live(
+    kind: Listener,
+    listener: TcpListener,
+    live: Arc<Live>,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) -> io::Result<()> {
+    let limits = live.app().connection_limits();
+    let tls = kind == Listener::Main && live.tls().is_some();
     let shared = Arc::new(Shared {
         kind,
-        builder: builder(&limits, tls.is_some()),
-        app,
+        builder: builder(&limits, tls),
+        live,
         limits,
         tls,
     });
@@ -95,7 +115,7 @@ pub async fn serve_as(
         };
         let shared = shared.clone();
         let drain = drain.clone();
-        let open = shared.app.metrics().open_connections.clone();
+        let open = shared.live.app().metrics().open_connections.clone();
         open.inc();
         tokio::spawn(async move {
             if let Err(e) = connection(&shared, stream, drain).await {
@@ -106,6 +126,7 @@ pub async fn serve_as(
         });
     }
     drop(listener);
+    shared.live.app().readiness().drain();
     let open = limits.max_connections - permits.available_permits();
     tracing::info!(open, grace_s = grace.as_secs(), "draining connections");
     let _ = draining.send(true);
@@ -149,7 +170,7 @@ async fn connection(
     let _ = stream.set_nodelay(true);
     let activity = Activity::new(shared.limits);
     let stream = WriteStall::new(stream, shared.limits.send_timeout);
-    let Some(acceptor) = &shared.tls else {
+    let Some(acceptor) = shared.tls.then(|| shared.live.tls()).flatten() else {
         return serve_connection(shared, stream, activity, drain).await;
     };
     match tokio::time::timeout_at(activity.handshake_deadline(), acceptor.accept(stream)).await {
@@ -170,11 +191,12 @@ async fn serve_connection<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (app, kind) = (shared.app.clone(), shared.kind);
+    let (live, kind) = (shared.live.clone(), shared.kind);
     let send_timeout = shared.limits.send_timeout;
     let requests = activity.clone();
     let service = service_fn(move |request: http::Request<Incoming>| {
-        let app = app.clone();
+        // Read once: the request finishes on this gateway whatever a reload installs.
+        let app = live.app();
         let guard = requests.request(request.version());
         async move {
             let response = app.handle_on(kind, request).await;

@@ -1,11 +1,13 @@
 //! What every handler reads: the integrations, metrics, CORS policy and limits.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::context::RequestContext;
 use super::cors::Cors;
 use super::hosts::AllowedHosts;
 use super::listing::ListCaps;
+use super::readiness::Readiness;
 use crate::auth::{clients, Authenticator};
 use crate::error::Error;
 use crate::locator::Locator;
@@ -33,6 +35,8 @@ pub struct State {
     pub tls: bool,
     /// The host names requests may name.
     pub hosts: AllowedHosts,
+    /// Whether the gateway takes new work (`/readyz`).
+    pub readiness: Arc<Readiness>,
 }
 
 impl State {
@@ -95,7 +99,7 @@ impl State {
         let Ok(granted) = registry::parse(prefix).and_then(|l| self.registry.resolve(&l)) else {
             return false;
         };
-        std::sync::Arc::ptr_eq(&granted.integration, &resolved.integration)
+        Arc::ptr_eq(&granted.integration, &resolved.integration)
             && granted.bucket == resolved.bucket
             && resolved.key.starts_with(&granted.key)
     }

@@ -13,7 +13,7 @@ use super::client::Upstream;
 use super::endpoint::{Address, View};
 use super::integration::Integration;
 use crate::config::{ConfigError, IntegrationConfig, Keys, Scope, StsConfig, UpstreamConfig};
-use crate::credentials::SourcesBuilder;
+use crate::credentials::{Sessions, SourcesBuilder};
 use crate::error::Error;
 use crate::locator::{AccessPointArn, Locator, Target};
 use crate::metrics::Metrics;
@@ -54,6 +54,7 @@ pub struct Registry {
     scoped: HashMap<String, Arc<Integration>>,
     default: Option<(Arc<Integration>, HashSet<String>)>,
     access_points: HashMap<AccessPointArn, Arc<Integration>>,
+    sessions: Option<Arc<Sessions>>,
 }
 
 /// What the registry is built from: the config's integrations and what
@@ -84,7 +85,10 @@ impl Registry {
         }
         let sessions = sources.finish(metrics.clone());
         let shared = Arc::new(upstream_client(config.upstream, None)?);
-        let mut registry = Registry::default();
+        let mut registry = Registry {
+            sessions: Some(sessions.clone()),
+            ..Registry::default()
+        };
         for (ic, source) in config.integrations.into_iter().zip(built) {
             let client = match &ic.ca_file {
                 Some(_) => Arc::new(upstream_client(config.upstream, Some(&ic))?),
@@ -102,6 +106,15 @@ impl Registry {
             registry.add(integration, scope, access_point);
         }
         Ok(registry)
+    }
+
+    /// Takes over `previous`'s cached sessions for every role whose key is
+    /// unchanged (a reload); returns how many it kept.
+    pub async fn adopt_sessions(&self, previous: &Registry) -> usize {
+        match (&self.sessions, &previous.sessions) {
+            (Some(sessions), Some(old)) => sessions.adopt(old).await,
+            _ => 0,
+        }
     }
 
     /// Indexes `integration` by its buckets and access point.
