@@ -222,3 +222,96 @@ fn metric_names_are_read_from_promql() {
     );
     assert!(metric_names("not_s3gate_y").is_empty());
 }
+
+const KUBERNETES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/kubernetes");
+
+fn manifest(name: &str) -> String {
+    std::fs::read_to_string(format!("{KUBERNETES}/{name}")).unwrap()
+}
+
+/// The literal block `key: |` of a manifest, dedented.
+fn literal_block(text: &str, key: &str) -> String {
+    let mut lines = text.lines().skip_while(|l| l.trim() != format!("{key}: |"));
+    let header = lines.next().unwrap_or_else(|| panic!("no {key}: |"));
+    let indent = header.len() - header.trim_start().len() + 2;
+    let mut out = String::new();
+    for line in lines {
+        if !line.trim().is_empty() && line.len() - line.trim_start().len() < indent {
+            break;
+        }
+        out.push_str(line.get(indent..).unwrap_or(""));
+        out.push('\n');
+    }
+    out
+}
+
+/// The `stringData` entries of the Secret manifest.
+fn secret_entries(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .skip_while(|l| l.trim() != "stringData:")
+        .skip(1)
+        .filter(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let (key, value) = l.trim().split_once(": ").unwrap();
+            (key.to_owned(), value.trim_matches('"').to_owned())
+        })
+        .collect()
+}
+
+/// The integer after `key: ` in a manifest.
+fn field(text: &str, key: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix(&format!("{key}: ")))
+        .unwrap_or_else(|| panic!("no {key}"))
+        .parse()
+        .unwrap()
+}
+
+/// The ConfigMap's s3gate.toml loads with the Secret mounted where the
+/// Deployment mounts it, and the pod's grace period outlasts its drain.
+#[tokio::test]
+async fn the_kubernetes_config_loads_with_its_secret() {
+    init();
+    let deployment = manifest("deployment.yaml");
+    assert!(deployment.contains("mountPath: /etc/s3gate/secrets"));
+    assert!(deployment.contains("secretName: s3gate"));
+    let secrets = tempfile::tempdir().unwrap();
+    for (key, value) in secret_entries(&manifest("secret.yaml")) {
+        assert!(
+            value.starts_with("PLACEHOLDER"),
+            "{key} is not marked as a placeholder"
+        );
+        std::fs::write(secrets.path().join(key), value).unwrap();
+    }
+    let toml = literal_block(&manifest("configmap.yaml"), "s3gate.toml");
+    let local = toml.replace(
+        "/etc/s3gate/secrets/",
+        &format!("{}/", secrets.path().display()),
+    );
+    assert_ne!(local, toml, "the config reads no secret file");
+    let config = s3gate::config::Config::parse(&local).unwrap_or_else(|e| panic!("{e}\n{toml}"));
+    // The App builds from it (clients, integrations, URL signing keys).
+    s3gate::front::App::new(config).await.unwrap();
+
+    let parsed: toml::Table = toml.parse().unwrap();
+    let server = parsed["server"].as_table().unwrap();
+    let grace = server["shutdown_grace_s"].as_integer().unwrap() as u64;
+    let pause = field(&deployment, "seconds");
+    let termination = field(&deployment, "terminationGracePeriodSeconds");
+    assert!(
+        termination > pause + grace,
+        "terminationGracePeriodSeconds {termination} must exceed preStop {pause} s + shutdown_grace_s {grace}"
+    );
+    assert!(field(&deployment, "replicas") >= 2);
+    assert!(server["url_signing_keys_file"]
+        .as_str()
+        .unwrap()
+        .starts_with("/etc/s3gate/secrets/"));
+    let hosts: Vec<&str> = server["allowed_hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h.as_str().unwrap())
+        .collect();
+    assert!(hosts.contains(&"s3gate.s3gate.svc"), "{hosts:?}");
+}
