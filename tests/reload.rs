@@ -164,7 +164,13 @@ impl InFlight {
         write!(conn, "POST /v1/presign HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len()).unwrap();
         conn.write_all(&body[..5]).unwrap();
         conn.flush().unwrap();
-        lines.until("path=/v1/presign");
+        // The arrival of this very request: access lines of earlier ones,
+        // written when their bodies end, may still come before it.
+        while !lines
+            .until("method=POST path=/v1/presign")
+            .0
+            .contains("request received")
+        {}
         Self { conn, body }
     }
 
