@@ -22,11 +22,14 @@ mod support;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixDatagram;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::config::ConfigBuilder;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
+use support::config::{table, ConfigBuilder};
 use support::*;
 
 /// A child's output, line by line, read on its own thread so that waits are
@@ -305,6 +308,238 @@ fn sighup_reloads_keeps_the_old_config_on_error_and_tells_systemd() {
     assert!(in_flight.finish().contains("\"url\""));
     assert_eq!(
         wait_exit(&mut child, Duration::from_secs(15)).code(),
+        Some(0)
+    );
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("the openssl command is required");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A private CA, `ca.pem`, in `dir`.
+fn make_ca(dir: &Path) -> PathBuf {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=s3gate test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ],
+    );
+    dir.join("ca.pem")
+}
+
+/// A server certificate for `localhost` issued by the CA in `dir`, with its
+/// own key: `{name}.pem` and `{name}.key`.
+fn issue(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let (key, csr, cert) = (
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.pem"),
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+        ],
+    );
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            "-out",
+            &cert,
+        ],
+    );
+    (dir.join(cert), dir.join(key))
+}
+
+fn der(cert: &Path) -> CertificateDer<'static> {
+    CertificateDer::from_pem_file(cert).unwrap()
+}
+
+/// The gateway process, killed if the test fails before it exits, so that
+/// it does not outlive the run holding the test's output pipes.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+/// A new HTTP/1.1 TLS connection to `localhost` at `addr`, trusting only `ca`.
+fn tls_connect(addr: SocketAddr, ca: &Path) -> Tls {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(der(ca)).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let name = ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    tcp.set_write_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock).unwrap();
+    }
+    tls
+}
+
+/// The leaf certificate the gateway presented on `tls`.
+fn leaf(tls: &Tls) -> CertificateDer<'static> {
+    tls.conn.peer_certificates().unwrap()[0]
+        .clone()
+        .into_owned()
+}
+
+/// `GET /readyz` on a kept-alive connection: status and body.
+fn readyz(tls: &mut Tls) -> (u16, String) {
+    write!(tls, "GET /readyz HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    tls.flush().unwrap();
+    let mut response = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&response).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse().unwrap())
+                })
+                .unwrap_or_else(|| panic!("no Content-Length: {head}"));
+            if body.len() >= length {
+                let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+                return (status, body.to_owned());
+            }
+        }
+        let n = tls.read(&mut buf).unwrap();
+        assert!(n > 0, "closed before the response: {text:?}");
+        response.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[test]
+fn sighup_rereads_the_tls_certificate_and_keeps_it_when_the_new_one_is_broken() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = make_ca(dir.path());
+    let (cert_a, key_a) = issue(dir.path(), "a");
+    let (cert_b, key_b) = issue(dir.path(), "b");
+    let (a, b) = (der(&cert_a), der(&cert_b));
+    assert_ne!(a, b);
+    let (cert, key) = (dir.path().join("server.pem"), dir.path().join("server.key"));
+    std::fs::copy(&cert_a, &cert).unwrap();
+    std::fs::copy(&key_a, &key).unwrap();
+
+    let tls = table([
+        ("cert_file", cert.display().to_string().into()),
+        ("key_file", key.display().to_string().into()),
+    ]);
+    let config = dir.path().join("s3gate.toml");
+    let text = ConfigBuilder::store("http://127.0.0.1:9000", &["media"])
+        .set("server", "listen", "127.0.0.1:0")
+        .set("server", "tls", tls)
+        .build();
+    std::fs::write(&config, text).unwrap();
+    let (_notify, notify_path) = notify_socket(dir.path());
+    let (child, mut lines) = s3gate(&config, &notify_path);
+    let mut child = Running(child);
+    let (line, _) = lines.until("listening on https://");
+    let addr = addr_after(&line, "listening on https://");
+
+    let mut before_reload = tls_connect(addr, &ca);
+    assert!(leaf(&before_reload) == a, "serves certificate A");
+    assert_eq!(readyz(&mut before_reload), (200, "ready\n".into()));
+
+    // The same paths, new contents: a SIGHUP re-reads them for new
+    // connections; the connection made on A keeps serving.
+    std::fs::copy(&cert_b, &cert).unwrap();
+    std::fs::copy(&key_b, &key).unwrap();
+    signal(&child.0, "HUP");
+    lines.until("reloaded");
+    let mut after_reload = tls_connect(addr, &ca);
+    assert!(leaf(&after_reload) == b, "a new connection gets B");
+    assert_eq!(readyz(&mut after_reload), (200, "ready\n".into()));
+    assert_eq!(readyz(&mut before_reload), (200, "ready\n".into()));
+    assert!(leaf(&before_reload) == a);
+
+    // A key that is not a key: the reload fails, says so, and B stays.
+    std::fs::write(&key, "not a private key\n").unwrap();
+    signal(&child.0, "HUP");
+    let (failed, _) = lines.until("reload failed");
+    assert!(
+        failed.contains("still serving the previous config"),
+        "{failed}"
+    );
+    assert!(failed.contains("[server.tls]"), "{failed}");
+    assert!(
+        failed.contains("server.key"),
+        "the error names the file: {failed}"
+    );
+    let mut after_failure = tls_connect(addr, &ca);
+    assert!(leaf(&after_failure) == b, "a new connection still gets B");
+    assert_eq!(readyz(&mut after_failure), (200, "ready\n".into()));
+    assert_eq!(readyz(&mut after_reload), (200, "ready\n".into()));
+
+    signal(&child.0, "TERM");
+    assert_eq!(
+        wait_exit(&mut child.0, Duration::from_secs(15)).code(),
         Some(0)
     );
 }
