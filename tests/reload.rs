@@ -22,7 +22,7 @@ mod support;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixDatagram;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -312,93 +312,6 @@ fn sighup_reloads_keeps_the_old_config_on_error_and_tells_systemd() {
     );
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("the openssl command is required");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A private CA, `ca.pem`, in `dir`.
-fn make_ca(dir: &Path) -> PathBuf {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=s3gate test CA",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-        ],
-    );
-    dir.join("ca.pem")
-}
-
-/// A server certificate for `localhost` issued by the CA in `dir`, with its
-/// own key: `{name}.pem` and `{name}.key`.
-fn issue(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    let (key, csr, cert) = (
-        format!("{name}.key"),
-        format!("{name}.csr"),
-        format!("{name}.pem"),
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=localhost",
-            "-keyout",
-            &key,
-            "-out",
-            &csr,
-        ],
-    );
-    std::fs::write(
-        dir.join("san.ext"),
-        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "san.ext",
-            "-out",
-            &cert,
-        ],
-    );
-    (dir.join(cert), dir.join(key))
-}
-
 fn der(cert: &Path) -> CertificateDer<'static> {
     CertificateDer::from_pem_file(cert).unwrap()
 }
@@ -478,9 +391,9 @@ fn readyz(tls: &mut Tls) -> (u16, String) {
 #[test]
 fn sighup_rereads_the_tls_certificate_and_keeps_it_when_the_new_one_is_broken() {
     let dir = tempfile::tempdir().unwrap();
-    let ca = make_ca(dir.path());
-    let (cert_a, key_a) = issue(dir.path(), "a");
-    let (cert_b, key_b) = issue(dir.path(), "b");
+    let ca = pki::make_ca(dir.path());
+    let (cert_a, key_a) = pki::issue(dir.path(), "a", "localhost", "DNS:localhost");
+    let (cert_b, key_b) = pki::issue(dir.path(), "b", "localhost", "DNS:localhost");
     let (a, b) = (der(&cert_a), der(&cert_b));
     assert_ne!(a, b);
     let (cert, key) = (dir.path().join("server.pem"), dir.path().join("server.key"));

@@ -19,6 +19,7 @@ pub mod config;
 pub mod garage;
 pub mod memstore;
 pub mod moto;
+pub mod pki;
 
 use std::net::SocketAddr;
 use std::path::Path;
