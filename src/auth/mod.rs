@@ -83,9 +83,16 @@ impl Caller {
     }
 }
 
+impl Caller {
+    /// The client's name, or `-` when anonymous (logs and metric labels).
+    pub fn name(&self) -> &str {
+        self.client.as_ref().map_or("-", |c| c.name.as_str())
+    }
+}
+
 impl fmt::Display for Caller {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.client.as_ref().map_or("-", |c| c.name.as_str()))
+        f.write_str(self.name())
     }
 }
 

@@ -27,15 +27,16 @@ pub struct AccessLine {
 }
 
 impl AccessLine {
-    /// The line of the request `ctx`, answered with `status`.
-    pub fn new(ctx: &RequestContext, status: StatusCode) -> Self {
+    /// The line of the request `ctx`, answered with `status`; takes the
+    /// path, which the context no longer needs.
+    pub fn new(ctx: &mut RequestContext, status: StatusCode) -> Self {
         Self {
             id: ctx.id,
             start: ctx.start,
             method: ctx.method.clone(),
-            path: ctx.path.clone(),
+            path: std::mem::take(&mut ctx.path),
             status: status.as_u16(),
-            client: ctx.caller.to_string(),
+            client: ctx.caller.name().to_owned(),
             via: ctx.caller.via_label(),
             integration: ctx.integration().unwrap_or("-").to_owned(),
         }

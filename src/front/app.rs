@@ -225,7 +225,7 @@ impl App {
         in_flight.answered = true;
         let status = response.status();
         self.count(&in_flight.ctx, status);
-        let line = AccessLine::new(&in_flight.ctx, status);
+        let line = AccessLine::new(&mut in_flight.ctx, status);
         response.map(|body| access_log::logged(body, line))
     }
 
@@ -313,7 +313,7 @@ impl App {
     }
 
     /// Metrics and the access line of a request that never got a response.
-    fn log_unanswered(&self, ctx: &RequestContext, status: StatusCode) {
+    fn log_unanswered(&self, ctx: &mut RequestContext, status: StatusCode) {
         self.count(ctx, status);
         AccessLine::new(ctx, status).write(0, false);
     }
@@ -330,7 +330,7 @@ impl App {
                 status.as_str(),
                 status_class(status.as_u16()),
                 integration,
-                &ctx.caller.to_string(),
+                ctx.caller.name(),
             ])
             .inc();
         metrics
@@ -359,7 +359,8 @@ impl Drop for InFlight<'_> {
         } else {
             StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST)
         };
-        self.app.log_unanswered(&self.ctx, status);
+        let app = self.app;
+        app.log_unanswered(&mut self.ctx, status);
     }
 }
 

@@ -393,36 +393,30 @@ mod tests {
         assert_eq!(page.next_cursor.as_deref(), Some("tok/en=="));
     }
 
+    fn keys_of(xml: &[u8]) -> Vec<String> {
+        parse(xml)
+            .unwrap()
+            .objects
+            .into_iter()
+            .map(|o| o.key)
+            .collect()
+    }
+
     #[test]
     fn pages_a_store_did_not_encode_keep_their_keys() {
         // The store echoed `url` but sent keys as stored.
         let xml = b"<ListBucketResult><EncodingType>url</EncodingType><IsTruncated>false</IsTruncated>\
 <Contents><Key>a b+c</Key><Size>1</Size></Contents><Contents><Key>x+y</Key><Size>1</Size></Contents></ListBucketResult>";
-        let keys: Vec<String> = parse(xml)
-            .unwrap()
-            .objects
-            .into_iter()
-            .map(|o| o.key)
-            .collect();
+        let keys = keys_of(xml);
         assert_eq!(keys, ["a b+c", "x+y"]);
         // One key that does not decode fails neither the page nor its neighbours.
         let xml = b"<ListBucketResult><EncodingType>url</EncodingType><IsTruncated>false</IsTruncated>\
 <Contents><Key>100%zz.txt</Key><Size>1</Size></Contents><Contents><Key>a%20b%2Bc</Key><Size>1</Size></Contents></ListBucketResult>";
-        let keys: Vec<String> = parse(xml)
-            .unwrap()
-            .objects
-            .into_iter()
-            .map(|o| o.key)
-            .collect();
+        let keys = keys_of(xml);
         assert_eq!(keys, ["100%zz.txt", "a%20b%2Bc"]);
         let xml = b"<ListBucketResult><EncodingType>url</EncodingType><IsTruncated>false</IsTruncated>\
 <Contents><Key>%FF%FE.bin</Key><Size>1</Size></Contents><Contents><Key>a%20b%2Bc</Key><Size>1</Size></Contents></ListBucketResult>";
-        let keys: Vec<String> = parse(xml)
-            .unwrap()
-            .objects
-            .into_iter()
-            .map(|o| o.key)
-            .collect();
+        let keys = keys_of(xml);
         assert_eq!(keys, ["%FF%FE.bin", "a b+c"]);
     }
 
