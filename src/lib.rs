@@ -15,6 +15,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod cache;
 pub mod config;
 pub mod credentials;
 #[cfg(feature = "embedded-store")]

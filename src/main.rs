@@ -309,8 +309,12 @@ async fn serve(path: &std::path::Path, loaded: Loaded) -> Result<(), String> {
         server::shutdown_signal().await;
         notify::notify(notify::STOPPING);
     };
-    let served = server::serve_live(Listener::Main, listener, live, shutdown, grace).await;
+    let served = server::serve_live(Listener::Main, listener, live.clone(), shutdown, grace).await;
     reloads.abort();
+    if let Some(cache) = live.app().cache() {
+        // What the disk tier buffered is written, so it serves after a restart.
+        cache.close().await;
+    }
     if let Some(metrics) = metrics {
         metrics.abort();
     }

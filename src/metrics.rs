@@ -5,8 +5,8 @@
 
 use prometheus::core::Collector;
 use prometheus::{
-    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Opts, Registry, TextEncoder,
 };
 
 /// Latency buckets, in seconds: sub-millisecond presigns to slow streams.
@@ -44,6 +44,18 @@ pub struct Metrics {
     pub log_lines_dropped: IntGauge,
     /// Process start time (seconds since the epoch).
     pub start_time: Gauge,
+    /// Media cache answers by integration and status (hit, miss, revalidated, bypass).
+    pub cache_requests: IntCounterVec,
+    /// Bytes the media cache served, by integration and source (cache, store).
+    pub cache_bytes: IntCounterVec,
+    /// Media cache entries evicted from memory.
+    pub cache_evictions: IntCounter,
+    /// Bytes the media cache holds in memory.
+    pub cache_memory_bytes: IntGauge,
+    /// Bytes the media cache's disk tier occupies.
+    pub cache_disk_bytes: IntGauge,
+    /// Media cache failures by tier (disk).
+    pub cache_errors: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -143,6 +155,36 @@ impl Metrics {
                 "start time of the process since the epoch",
             )
             .expect("valid metric"),
+            cache_requests: counter(
+                "cache_requests_total",
+                "media cache answers by integration and status",
+                &["integration", "status"],
+            ),
+            cache_bytes: counter(
+                "cache_bytes_total",
+                "bytes served by the media cache, by integration and source (cache, store)",
+                &["integration", "source"],
+            ),
+            cache_evictions: IntCounter::new(
+                "cache_evictions_total",
+                "media cache entries evicted from memory",
+            )
+            .expect("valid metric"),
+            cache_memory_bytes: IntGauge::new(
+                "cache_memory_bytes",
+                "bytes the media cache holds in memory",
+            )
+            .expect("valid metric"),
+            cache_disk_bytes: IntGauge::new(
+                "cache_disk_bytes",
+                "bytes the media cache's disk tier occupies",
+            )
+            .expect("valid metric"),
+            cache_errors: counter(
+                "cache_errors_total",
+                "media cache failures by tier",
+                &["tier"],
+            ),
             registry,
         };
         for metric in metrics.collectors() {
@@ -173,6 +215,12 @@ impl Metrics {
             Box::new(self.open_connections.clone()),
             Box::new(self.log_lines_dropped.clone()),
             Box::new(self.start_time.clone()),
+            Box::new(self.cache_requests.clone()),
+            Box::new(self.cache_bytes.clone()),
+            Box::new(self.cache_evictions.clone()),
+            Box::new(self.cache_memory_bytes.clone()),
+            Box::new(self.cache_disk_bytes.clone()),
+            Box::new(self.cache_errors.clone()),
         ]
     }
 

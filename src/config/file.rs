@@ -10,9 +10,10 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::{
-    ClientConfig, Config, ConfigError, CorsConfig, CredentialsConfig, Delivery, IntegrationConfig,
-    Keys, LogConfig, RoleConfig, S3ApiConfig, Scope, Secret, ServerConfig, StsConfig,
-    UpstreamConfig, DEFAULT_PRESIGN_MAX_TTL_S, DEFAULT_SESSION_DURATION_S, MAX_PRESIGN_TTL_S,
+    CacheConfig, ClientConfig, Config, ConfigError, CorsConfig, CredentialsConfig, Delivery,
+    IntegrationConfig, Keys, LogConfig, RoleConfig, S3ApiConfig, Scope, Secret, ServerConfig,
+    StsConfig, UpstreamConfig, DEFAULT_PRESIGN_MAX_TTL_S, DEFAULT_SESSION_DURATION_S,
+    MAX_PRESIGN_TTL_S,
 };
 use crate::locator::{valid_region, validate_bucket_name, AccessPointArn};
 use crate::origins::Origins;
@@ -40,6 +41,7 @@ struct ConfigFile {
     clients: Vec<ClientFile>,
     #[serde(default)]
     log: LogConfig,
+    cache: Option<CacheConfig>,
 }
 
 /// One `[[clients]]` entry.
@@ -126,6 +128,13 @@ struct IntegrationFile {
     sts_endpoint: Option<String>,
     sts_region: Option<String>,
     credentials: Option<KeysFile>,
+    #[serde(default = "default_true")]
+    cache: bool,
+    cache_revalidate_after_s: Option<u64>,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// `credentials` tables: an access key and where its secret is.
@@ -201,6 +210,9 @@ impl ConfigFile {
         self.server.validate()?;
         self.sts.validate()?;
         self.upstream.validate()?;
+        if let Some(cache) = &self.cache {
+            cache.validate()?;
+        }
         let cors = CorsConfig {
             origins: Origins::parse(&self.cors.allowed_origins)
                 .map_err(|m| invalid("[cors]".into(), "allowed_origins", m))?,
@@ -238,6 +250,7 @@ impl ConfigFile {
             clients,
             url_signing_keys,
             log: self.log,
+            cache: self.cache,
         };
         check_exposure(&config)?;
         Ok(config)
@@ -514,6 +527,32 @@ impl UpstreamConfig {
     }
 }
 
+impl CacheConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let ctx = || "[cache]".to_owned();
+        if self.memory_mb == 0 {
+            return Err(invalid(ctx(), "memory_mb", "must be at least 1"));
+        }
+        if self.max_object_mb == 0 {
+            return Err(invalid(ctx(), "max_object_mb", "must be at least 1"));
+        }
+        if !(64..=16 * 1024).contains(&self.slice_kb) {
+            return Err(invalid(ctx(), "slice_kb", "must be 64 to 16384 (16 MiB)"));
+        }
+        if self.disk_path.is_some() && self.disk_mb < 16 {
+            return Err(invalid(
+                ctx(),
+                "disk_mb",
+                "must be at least 16 with a `disk_path`",
+            ));
+        }
+        if self.disk_path.is_none() && self.disk_mb != 0 {
+            return Err(invalid(ctx(), "disk_path", "is required with `disk_mb`"));
+        }
+        Ok(())
+    }
+}
+
 impl StsConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         let ctx = || "[sts]".to_owned();
@@ -635,6 +674,8 @@ impl IntegrationFile {
             presign_window_s: self.presign_window_s,
             ca_file: self.ca_file,
             credentials,
+            cache: self.cache,
+            cache_revalidate_after_s: self.cache_revalidate_after_s,
         })
     }
 

@@ -86,6 +86,39 @@ pub struct Config {
     pub url_signing_keys: Vec<Secret>,
     /// `[log]`: how log lines are written.
     pub log: LogConfig,
+    /// `[cache]`: the media cache; `None` caches nothing.
+    pub cache: Option<CacheConfig>,
+}
+
+/// `[cache]`: hot objects kept in memory and, optionally, on local disk.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Memory for hot slices and metadata, in MiB.
+    pub memory_mb: u64,
+    /// Directory of the disk tier; none keeps the cache in memory only.
+    pub disk_path: Option<PathBuf>,
+    /// Size of the disk tier, in MiB.
+    pub disk_mb: u64,
+    /// Seconds an entry is served before a conditional GET checks its ETag.
+    pub revalidate_after_s: u64,
+    /// Objects larger than this (MiB) stream through uncached.
+    pub max_object_mb: u64,
+    /// Size of the slices objects are fetched and kept in, in KiB.
+    pub slice_kb: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            memory_mb: 256,
+            disk_path: None,
+            disk_mb: 0,
+            revalidate_after_s: 60,
+            max_object_mb: 512,
+            slice_kb: 1024,
+        }
+    }
 }
 
 /// `[log]` (read before the rest, see [`crate::logging::format_in`]).
@@ -221,6 +254,10 @@ pub struct IntegrationConfig {
     pub ca_file: Option<PathBuf>,
     /// What it signs with.
     pub credentials: CredentialsConfig,
+    /// Its objects may be kept in the media cache (when `[cache]` is set).
+    pub cache: bool,
+    /// Its own revalidation interval, instead of `[cache]`'s.
+    pub cache_revalidate_after_s: Option<u64>,
 }
 
 impl IntegrationConfig {

@@ -129,7 +129,11 @@ pub async fn run(args: DemoArgs) -> Result<(), String> {
         &example.url,
     );
 
+    let cache = app.cache().cloned();
     let served = server::serve(listener, app, None, server::shutdown_signal(), grace).await;
+    if let Some(cache) = cache {
+        cache.close().await;
+    }
     drop(store);
     if made {
         let _ = std::fs::remove_dir_all(&dir);
@@ -215,6 +219,11 @@ allowed_origins = ["{gallery}"]
 
 [s3_api]
 anonymous = true
+
+# The media cache, in memory: reload the gallery and its streamed images
+# answer `x-cache-status: HIT`, with no store request.
+[cache]
+memory_mb = 64
 
 # Redirect delivery: 307 to presigned URLs that stay identical for 5 minutes.
 [[integrations]]

@@ -21,7 +21,8 @@ use super::state::{Limits, State};
 use super::{content, json_api, response, s3_api};
 use crate::auth::Authenticator;
 use crate::body::{Body, BoxError};
-use crate::config::{Config, ConfigError, ServerConfig};
+use crate::cache::MediaCache;
+use crate::config::{CacheConfig, Config, ConfigError, ServerConfig};
 use crate::error::{Error, Side};
 use crate::locator::Locator;
 use crate::metrics::{status_class, Metrics};
@@ -44,6 +45,7 @@ struct Carried {
     metrics: Metrics,
     readiness: Arc<Readiness>,
     next_request: Arc<AtomicU64>,
+    cache: Option<Arc<MediaCache>>,
 }
 
 impl App {
@@ -53,6 +55,7 @@ impl App {
             metrics: Metrics::new(),
             readiness: Arc::default(),
             next_request: Arc::new(AtomicU64::new(1)),
+            cache: None,
         };
         Self::build(config, carried).await
     }
@@ -67,6 +70,7 @@ impl App {
             metrics: previous.state.metrics.clone(),
             readiness: previous.state.readiness.clone(),
             next_request: previous.next_request.clone(),
+            cache: previous.state.cache.clone(),
         };
         let app = Self::build(config, carried).await?;
         let kept = app
@@ -83,7 +87,9 @@ impl App {
             metrics,
             readiness,
             next_request,
+            cache,
         } = carried;
+        let cache = open_cache(config.cache.as_ref(), cache, &metrics).await?;
         let hosts = allowed_hosts(&config.server);
         let connections = ConnectionLimits::from_config(&config.server);
         let registry = RegistryConfig {
@@ -126,12 +132,18 @@ impl App {
             tls: config.server.tls.is_some(),
             hosts,
             readiness,
+            cache,
         };
         Ok(Self {
             state,
             next_request,
             connections,
         })
+    }
+
+    /// The media cache, when one is configured.
+    pub fn cache(&self) -> Option<&Arc<MediaCache>> {
+        self.state.cache.as_ref()
     }
 
     /// Whether the gateway takes new work (`/readyz`).
@@ -402,4 +414,34 @@ fn sends_body<B>(request: &Request<B>) -> bool {
             || headers
                 .get(header::CONTENT_LENGTH)
                 .is_some_and(|length| length.as_bytes() != b"0"))
+}
+
+/// The media cache `config` asks for. A reload keeps the running cache (its
+/// entries, its disk tier) when `[cache]` is unchanged; a changed one takes
+/// effect on a restart, and a removed one stops caching at once.
+async fn open_cache(
+    config: Option<&CacheConfig>,
+    running: Option<Arc<MediaCache>>,
+    metrics: &Metrics,
+) -> Result<Option<Arc<MediaCache>>, ConfigError> {
+    let Some(config) = config else {
+        return Ok(None);
+    };
+    if let Some(running) = running {
+        if running.config() != config {
+            tracing::warn!(
+                "[cache] changed: it takes effect on a restart; the running cache stays"
+            );
+        }
+        return Ok(Some(running));
+    }
+    let cache =
+        MediaCache::open(config, metrics)
+            .await
+            .map_err(|message| ConfigError::Invalid {
+                context: "[cache]".into(),
+                field: "memory_mb",
+                message,
+            })?;
+    Ok(Some(cache))
 }

@@ -16,7 +16,7 @@ const ALLOWED_HEADERS: &str = "Range, If-None-Match, If-Match, If-Modified-Since
 const ALLOWED_METHODS: &str = "GET, HEAD, OPTIONS, POST";
 /// Response headers script may read.
 const EXPOSED_HEADERS: &str =
-    "Content-Length, Content-Range, Accept-Ranges, ETag, Last-Modified, x-amz-version-id, x-request-id";
+    "Content-Length, Content-Range, Accept-Ranges, ETag, Last-Modified, x-amz-version-id, x-request-id, x-cache-status";
 
 /// The gateway's CORS policy.
 #[derive(Debug, Clone, Default)]

@@ -277,7 +277,7 @@ async fn object<B>(
                 query: options.s3_query(&resolved),
                 client_headers: Some(request.headers()),
             };
-            let mut response = integration.fetch(read).await?;
+            let mut response = state.fetch_object(&resolved, read).await?;
             content::guard_object(response.headers_mut(), integration.allow_active_content);
             Ok(response)
         }

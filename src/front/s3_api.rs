@@ -248,11 +248,12 @@ pub async fn handle<B>(
         }
         Operation::ListBuckets => return list_buckets(state, ctx),
     };
-    let mut response = resolved.integration.fetch(read).await?;
-    if matches!(operation, Operation::Object { .. }) {
-        let allow = resolved.integration.allow_active_content;
-        content::guard_object(response.headers_mut(), allow);
+    if !matches!(operation, Operation::Object { .. }) {
+        return resolved.integration.fetch(read).await;
     }
+    let mut response = state.fetch_object(&resolved, read).await?;
+    let allow = resolved.integration.allow_active_content;
+    content::guard_object(response.headers_mut(), allow);
     Ok(response)
 }
 

@@ -9,9 +9,12 @@ use super::hosts::AllowedHosts;
 use super::listing::ListCaps;
 use super::readiness::Readiness;
 use crate::auth::{clients, Authenticator};
+use crate::body::Body;
+use crate::cache::MediaCache;
 use crate::error::Error;
 use crate::locator::Locator;
 use crate::metrics::Metrics;
+use crate::upstream::integration::Read;
 use crate::upstream::registry;
 use crate::upstream::{Registry, Resolved};
 
@@ -37,6 +40,8 @@ pub struct State {
     pub hosts: AllowedHosts,
     /// Whether the gateway takes new work (`/readyz`).
     pub readiness: Arc<Readiness>,
+    /// The media cache, when `[cache]` is configured.
+    pub cache: Option<Arc<MediaCache>>,
 }
 
 impl State {
@@ -91,6 +96,19 @@ impl State {
             }
         }
         Ok(resolved)
+    }
+
+    /// Reads the object `resolved` (already checked against the caller's
+    /// scope): through the media cache when there is one, else from the store.
+    pub async fn fetch_object(
+        &self,
+        resolved: &Resolved,
+        read: Read<'_>,
+    ) -> Result<http::Response<Body>, Error> {
+        match &self.cache {
+            Some(cache) => cache.serve(resolved, read).await,
+            None => resolved.integration.fetch(read).await,
+        }
     }
 
     /// Whether a grant for `prefix` covers `resolved`: same integration and

@@ -63,6 +63,10 @@ pub struct Integration {
     pub origins: Origins,
     /// Signing-time window for cache-stable presigned URLs.
     pub presign_window_s: Option<u64>,
+    /// Its objects may be kept in the media cache.
+    pub cache: bool,
+    /// Its own revalidation interval of cached objects.
+    pub cache_revalidate_after: Option<Duration>,
     credentials: CredentialSource,
     sessions: Arc<Sessions>,
     client: Arc<Upstream>,
@@ -104,6 +108,8 @@ impl Integration {
             delivery: config.delivery,
             origins: config.origins,
             presign_window_s: config.presign_window_s,
+            cache: config.cache,
+            cache_revalidate_after: config.cache_revalidate_after_s.map(Duration::from_secs),
             credentials,
             sessions,
             client,

@@ -1,0 +1,246 @@
+//! The storage under the media cache: foyer's hybrid cache, memory in front
+//! of an optional disk tier, holding slices and metadata by key.
+//!
+//! foyer checksums every entry on disk and drops one that does not verify,
+//! and recovers the disk tier at start. A disk tier that cannot be opened, or
+//! that stops taking writes (read-only, full), leaves the cache in memory
+//! only: each is logged and counted, and the disk is probed again.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use foyer::{
+    BlockEngineConfig, DeviceBuilder, Event, EventListener, FsDeviceBuilder, HybridCache,
+    HybridCacheBuilder, HybridCachePolicy, HybridCacheProperties, Location, PsyncIoEngineConfig,
+    RecoverMode,
+};
+
+use crate::config::CacheConfig;
+use crate::metrics::Metrics;
+
+/// Name of the file written to check that the disk tier takes writes.
+const PROBE_FILE: &str = ".s3gate-probe";
+
+/// How often the disk tier is probed and the size gauges are updated.
+pub const CHECK_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Slices and metadata by key.
+pub struct Store {
+    cache: HybridCache<String, Bytes>,
+    disk: Option<Disk>,
+    metrics: Metrics,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("disk", &self.disk)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The disk tier's directory and whether it takes writes.
+#[derive(Debug)]
+struct Disk {
+    path: PathBuf,
+    healthy: AtomicBool,
+}
+
+/// Counts entries leaving memory.
+struct Evictions(Metrics);
+
+impl EventListener for Evictions {
+    type Key = String;
+    type Value = Bytes;
+
+    fn on_leave(&self, reason: Event, _key: &String, _value: &Bytes) {
+        if matches!(reason, Event::Evict) {
+            self.0.cache_evictions.inc();
+        }
+    }
+}
+
+impl Store {
+    /// The store `config` describes; a disk tier that cannot be opened is
+    /// left out (logged and counted).
+    pub async fn open(config: &CacheConfig, metrics: &Metrics) -> Result<Self, String> {
+        let memory = usize::try_from(config.memory_mb << 20).unwrap_or(usize::MAX);
+        let builder = || {
+            HybridCacheBuilder::new()
+                .with_name("s3gate")
+                .with_policy(HybridCachePolicy::WriteOnInsertion)
+                .with_event_listener(Arc::new(Evictions(metrics.clone())))
+                .memory(memory)
+                .with_weighter(|key: &String, value: &Bytes| key.len() + value.len())
+                .storage()
+        };
+        let mut disk = None;
+        if let Some(path) = &config.disk_path {
+            match open_disk(path, config).await {
+                Ok(device) => disk = Some((path.clone(), device)),
+                Err(e) => {
+                    metrics.cache_errors.with_label_values(&["disk"]).inc();
+                    tracing::error!(
+                        path = %path.display(),
+                        "cache disk tier unavailable, caching in memory only: {e}"
+                    );
+                }
+            }
+        }
+        let cache = match &disk {
+            Some((_, device)) => {
+                let engine =
+                    BlockEngineConfig::new(device.clone()).with_block_size(block_size(config));
+                builder()
+                    .with_io_engine_config(PsyncIoEngineConfig::new())
+                    .with_engine_config(engine)
+                    .with_recover_mode(RecoverMode::Quiet)
+                    .build()
+                    .await
+            }
+            None => builder().build().await,
+        }
+        .map_err(|e| format!("cannot build the media cache: {e}"))?;
+        let disk = disk.map(|(path, _)| Disk {
+            path,
+            healthy: AtomicBool::new(true),
+        });
+        Ok(Self {
+            cache,
+            disk,
+            metrics: metrics.clone(),
+        })
+    }
+
+    /// The entry under `key`; a disk that fails to read counts as a miss.
+    pub async fn get(&self, key: &str) -> Option<Bytes> {
+        match self.cache.get(key).await {
+            Ok(entry) => entry.map(|e| e.value().clone()),
+            Err(e) => {
+                self.metrics.cache_errors.with_label_values(&["disk"]).inc();
+                tracing::warn!("cache read failed, fetching from the store: {e}");
+                None
+            }
+        }
+    }
+
+    /// Stores `value` under `key`: in memory, and on disk while it takes writes.
+    pub fn insert(&self, key: String, value: Bytes) {
+        if self
+            .disk
+            .as_ref()
+            .is_some_and(|d| d.healthy.load(Ordering::Relaxed))
+        {
+            self.cache.insert(key, value);
+        } else {
+            let in_memory = HybridCacheProperties::default().with_location(Location::InMem);
+            self.cache.insert_with_properties(key, value, in_memory);
+        }
+        let used = self.cache.memory().usage();
+        self.metrics
+            .cache_memory_bytes
+            .set(i64::try_from(used).unwrap_or(i64::MAX));
+    }
+
+    /// Drops the entry under `key`.
+    pub fn remove(&self, key: &str) {
+        self.cache.remove(key);
+    }
+
+    /// Writes what is buffered to disk, so the disk tier serves after a restart.
+    pub async fn close(&self) {
+        if let Err(e) = self.cache.close().await {
+            tracing::warn!("closing the media cache: {e}");
+        }
+    }
+
+    /// Probes the disk tier (it stops or resumes taking writes) and updates
+    /// the memory and disk gauges.
+    pub async fn check(&self) {
+        let used = self.cache.memory().usage();
+        self.metrics
+            .cache_memory_bytes
+            .set(i64::try_from(used).unwrap_or(i64::MAX));
+        let Some(disk) = &self.disk else { return };
+        let path = disk.path.clone();
+        let (probe, allocated) =
+            tokio::task::spawn_blocking(move || (probe(&path), allocated(&path)))
+                .await
+                .unwrap_or_else(|e| (Err(e.to_string()), 0));
+        self.metrics
+            .cache_disk_bytes
+            .set(i64::try_from(allocated).unwrap_or(i64::MAX));
+        let was = disk.healthy.swap(probe.is_ok(), Ordering::Relaxed);
+        match probe {
+            Err(e) => {
+                self.metrics.cache_errors.with_label_values(&["disk"]).inc();
+                if was {
+                    tracing::error!(
+                        path = %disk.path.display(),
+                        "cache disk tier stopped taking writes, caching in memory only: {e}"
+                    );
+                }
+            }
+            Ok(()) if !was => {
+                tracing::info!(path = %disk.path.display(), "cache disk tier takes writes again");
+            }
+            Ok(()) => {}
+        }
+    }
+}
+
+/// Block size of the disk tier: room for several slices per block.
+fn block_size(config: &CacheConfig) -> usize {
+    let slice = usize::try_from(config.slice_kb << 10).unwrap_or(1 << 20);
+    (slice * 4).max(16 << 20)
+}
+
+/// The disk tier's device, once its directory takes writes.
+async fn open_disk(path: &Path, config: &CacheConfig) -> Result<Arc<dyn foyer::Device>, String> {
+    let capacity = usize::try_from(config.disk_mb << 20).map_err(|e| e.to_string())?;
+    let dir = path.to_owned();
+    tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create it: {e}"))?;
+        probe(&dir)?;
+        FsDeviceBuilder::new(&dir)
+            .with_capacity(capacity)
+            .build()
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
+/// Whether `dir` takes a small write, synced.
+fn probe(dir: &Path) -> Result<(), String> {
+    use std::io::Write;
+    let file = dir.join(PROBE_FILE);
+    let written = std::fs::File::create(&file).and_then(|mut f| {
+        f.write_all(&[0u8; 4096])?;
+        f.sync_all()
+    });
+    let _ = std::fs::remove_file(&file);
+    written.map_err(|e| format!("{}: {e}", dir.display()))
+}
+
+/// Bytes the disk tier's files occupy on disk (they are sparse until written).
+#[cfg(unix)]
+fn allocated(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.metadata().ok())
+        .map(|meta| meta.blocks() * 512)
+        .sum()
+}
+
+#[cfg(not(unix))]
+fn allocated(_dir: &Path) -> u64 {
+    0
+}
