@@ -10,7 +10,9 @@
 //!    and the gateway logs the denial;
 //! 5. a second load within the signing window takes the redirect images from
 //!    the browser's cache: no request reaches the store for them, and the
-//!    gateway sees no new redirect (the 307 is cached);
+//!    gateway sees no new redirect (the 307 is cached); the proxied images
+//!    are read from the store once, on the first load, and the media cache
+//!    answers the second (`x-cache-status` HIT or REVALIDATED);
 //! 6. a screenshot of the gallery lands in tests/artifacts/gallery.png.
 //!
 //! A second test, `a_prefix_grant_serves_a_page_of_another_origin`, has a
@@ -288,6 +290,34 @@ fn store_gets_of_demo(lines: &[String]) -> usize {
         .count()
 }
 
+/// GETs the store served of the proxied gallery images (bucket
+/// `demo-stream`, keys under `images/`): the gateway's own reads.
+fn store_gets_of_proxied_images(lines: &[String]) -> usize {
+    lines
+        .iter()
+        .filter(|l| {
+            l.contains("resolved route op=GetObject")
+                && l.contains(r#"s3_path=Object { bucket: "demo-stream", key: "images/"#)
+        })
+        .count()
+}
+
+/// The media cache's answers (`cache=` of the access line) to whole-object
+/// reads of the proxy integration (the images; the video is read in ranges).
+fn cache_answers_of_proxied_images(lines: &[String]) -> Vec<String> {
+    lines
+        .iter()
+        .filter(|l| {
+            access(l).is_some_and(|(path, s)| path == "/v1/object" && (s == 200 || s == 304))
+                && l.contains(" integration=demo-stream ")
+        })
+        .filter_map(|l| {
+            let word = l.split_whitespace().find_map(|w| w.strip_prefix("cache="));
+            word.map(str::to_owned)
+        })
+        .collect()
+}
+
 fn position(lines: &[String], needle: &str) -> usize {
     lines
         .iter()
@@ -513,6 +543,25 @@ fn gallery_in_chromium() {
         store_gets_of_demo(&log[second..third]),
         0,
         "second load: the store served bucket demo again ({why})"
+    );
+
+    // The proxied images: read from the store once, on the first load; the
+    // second load's requests (the browser revalidates them, or takes them
+    // from its own cache) are answered by the media cache.
+    assert_eq!(
+        store_gets_of_proxied_images(&log[..second]),
+        n as usize,
+        "first load: the store's reads of the proxied images"
+    );
+    assert_eq!(
+        store_gets_of_proxied_images(&log[second..third]),
+        0,
+        "second load: the proxied images were read from the store again"
+    );
+    let answers = cache_answers_of_proxied_images(&log[second..third]);
+    assert!(
+        answers.iter().all(|a| a == "HIT" || a == "REVALIDATED"),
+        "second load: the media cache's answers to the proxied images: {answers:?}"
     );
 
     // 6. The screenshot.

@@ -193,6 +193,13 @@ async fn ranges_heads_and_conditionals_are_answered_from_the_cache() {
     );
     let not_modified = get(&url, &[("if-none-match", &etag)]).await;
     assert_eq!((not_modified.status, not_modified.body.len()), (304, 0));
+    // A browser's revalidation sends both validators; If-None-Match decides.
+    let since = ("if-modified-since", "Thu, 01 Jan 2026 00:00:00 GMT");
+    let revalidated = get(&url, &[("if-none-match", &etag), since]).await;
+    assert_eq!(
+        (revalidated.status, revalidated.cache.as_str()),
+        (304, "HIT")
+    );
     assert_eq!(store.requests() - before, 0, "all from the cache");
 
     // What the cache does not answer for goes to the store as it is.

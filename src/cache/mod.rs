@@ -65,6 +65,14 @@ impl Status {
         }
     }
 
+    /// The status a response's `x-cache-status` header names, if any.
+    pub fn of(headers: &http::HeaderMap) -> Option<Self> {
+        let value = headers.get(STATUS_HEADER)?.as_bytes();
+        [Self::Hit, Self::Miss, Self::Revalidated, Self::Bypass]
+            .into_iter()
+            .find(|status| status.as_str().as_bytes() == value)
+    }
+
     /// As the metric label.
     fn label(self) -> &'static str {
         match self {

@@ -49,16 +49,14 @@ pub struct Span {
 }
 
 /// Client headers whose meaning the cache does not answer for: they go to the store.
-const PASSED_CONDITIONS: [header::HeaderName; 3] = [
-    header::IF_MATCH,
-    header::IF_MODIFIED_SINCE,
-    header::IF_UNMODIFIED_SINCE,
-];
+const PASSED_CONDITIONS: [header::HeaderName; 2] = [header::IF_MATCH, header::IF_UNMODIFIED_SINCE];
 
 impl Plan {
     /// The plan for `read`, or `None` when it must go to the store as it is:
     /// query parameters beyond `versionId` (response overrides), SSE-C,
-    /// checksum or requester-pays headers, `If-Match`/`If-(Un)Modified-Since`,
+    /// checksum or requester-pays headers, `If-Match`/`If-Unmodified-Since`,
+    /// `If-Modified-Since` without `If-None-Match` (beside it, RFC 9110
+    /// §13.1.3 says to ignore it, as browsers' revalidations send both),
     /// several ranges or a range the cache does not parse.
     pub fn of(read: &Read<'_>) -> Option<Self> {
         if read.method != Method::GET && read.method != Method::HEAD {
@@ -77,6 +75,10 @@ impl Plan {
         if passed.into_iter().any(|name| headers.contains_key(name)) {
             return None;
         }
+        let if_none_match = text(headers, header::IF_NONE_MATCH);
+        if if_none_match.is_none() && headers.contains_key(header::IF_MODIFIED_SINCE) {
+            return None;
+        }
         let range = match headers.get(header::RANGE) {
             Some(value) => Some(ByteRange::parse(value.to_str().ok()?)?),
             None => None,
@@ -85,7 +87,7 @@ impl Plan {
             head: read.method == Method::HEAD,
             version_id,
             range,
-            if_none_match: text(headers, header::IF_NONE_MATCH),
+            if_none_match,
             no_cache: asks_no_cache(headers),
         })
     }
@@ -346,6 +348,16 @@ mod tests {
         }
         headers.insert(header::RANGE, HeaderValue::from_static("bytes=0-1,5-6"));
         assert_eq!(Plan::of(&read_with(&headers, vec![])), None);
+    }
+
+    #[test]
+    fn a_browser_revalidation_is_answered_by_its_entity_tag() {
+        let mut headers = HeaderMap::new();
+        let date = HeaderValue::from_static("Fri, 04 Dec 2026 10:00:00 GMT");
+        headers.insert(header::IF_MODIFIED_SINCE, date);
+        headers.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"e\""));
+        let plan = Plan::of(&read_with(&headers, vec![])).map(|p| p.if_none_match);
+        assert_eq!(plan, Some(Some("\"e\"".into())));
     }
 
     #[test]

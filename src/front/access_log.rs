@@ -12,6 +12,7 @@ use hyper::body::{Body as HttpBody, Frame, SizeHint};
 
 use super::context::RequestContext;
 use crate::body::{Body, BoxError};
+use crate::cache::Status;
 
 /// What the access line of one request says, taken from its context.
 #[derive(Debug)]
@@ -24,6 +25,7 @@ pub struct AccessLine {
     client: String,
     via: &'static str,
     integration: String,
+    cache: &'static str,
 }
 
 impl AccessLine {
@@ -39,7 +41,14 @@ impl AccessLine {
             client: ctx.caller.name().to_owned(),
             via: ctx.caller.via_label(),
             integration: ctx.integration().unwrap_or("-").to_owned(),
+            cache: "-",
         }
+    }
+
+    /// Names how the media cache answered, from the response's headers.
+    pub fn cache_from(mut self, headers: &http::HeaderMap) -> Self {
+        self.cache = Status::of(headers).map_or("-", Status::as_str);
+        self
     }
 
     /// Writes the line: `bytes` of body sent, `complete` if the body ended.
@@ -54,6 +63,7 @@ impl AccessLine {
             client = %self.client,
             via = %self.via,
             integration = %self.integration,
+            cache = %self.cache,
             bytes,
             complete,
             micros,

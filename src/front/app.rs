@@ -237,7 +237,7 @@ impl App {
         in_flight.answered = true;
         let status = response.status();
         self.count(&in_flight.ctx, status);
-        let line = AccessLine::new(&mut in_flight.ctx, status);
+        let line = AccessLine::new(&mut in_flight.ctx, status).cache_from(response.headers());
         response.map(|body| access_log::logged(body, line))
     }
 
