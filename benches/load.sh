@@ -1,45 +1,517 @@
 #!/usr/bin/env bash
-# Load test on loopback: the gateway against direct access to the store, in one run.
+# s3gate against reference servers on loopback, in one run:
 #
-#   benches/load.sh [DURATION_S] [CONNECTIONS]
+#   benches/load.sh [SECONDS]        (default 10 s per load run, ~5 minutes)
 #
-# Starts `s3gate demo` (release build) with its embedded SigV4-verifying store,
-# then drives wrk (Debian package `wrk`) against:
-#   direct   a presigned URL straight to the store          (the reference)
-#   proxy    the same object streamed through the gateway   (S3 front, re-signed per request)
-#   object   /v1/object proxy delivery through the JSON API
-#   presign  GET /v1/presign (resolve + credentials + SigV4 presign)
-# and prints requests/s and each one's ratio to `direct`. Machines here are
-# shared and noisy: read the ratios, not the absolute numbers.
+# Starts Debian's nginx as the upstream store (static files, path-style
+# /bucket/key, HEAD, Range, ETag), a second nginx as the peer (proxy_pass to
+# that store; proxy_cache on another port; TLS + HTTP/2 on a third), a trivial
+# hyper handler (benches/trivial.rs) as the ceiling of the JSON endpoints, and
+# s3gate (release build, default info log with its access log) with a
+# generated config: one static-key integration on the nginx store, a bearer
+# token client for the JSON API, anonymous S3 front (loopback only). Each
+# scenario is checked with curl (2xx, byte count) before it is loaded, each wrk
+# run must report no non-2xx/3xx response, and the script prints one Markdown
+# table: scenario, reference, the reference's and s3gate's figures, their
+# ratio and p99 latencies. wrk runs with one thread (-t1): the load generator,
+# the gateway and the reference share the machine's cores. Read the ratios:
+# absolute figures move with the machine and its neighbours.
+#
+# Needs wrk, nginx, h2load, curl, openssl, python3 and valgrind; as root it
+# installs the Debian packages wrk, nginx-light and nghttp2-client if missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-duration=${1:-10}
-connections=${2:-32}
-command -v wrk >/dev/null || { echo "benches/load.sh: wrk not found (apt-get install wrk)" >&2; exit 1; }
-cargo build --release --quiet
-dir=$(mktemp -d)
-log="$dir/demo.out"
-export AWS_EC2_METADATA_DISABLED=true S3GATE_LOG=warn
-target/release/s3gate demo --dir "$dir" --listen 127.0.0.1:0 --gallery-listen 127.0.0.1:0 >"$log" 2>"$dir/demo.err" &
-demo=$!
-trap 'kill $demo 2>/dev/null; wait $demo 2>/dev/null; rm -rf "$dir"' EXIT
-for _ in $(seq 100); do grep -q "Ctrl-C" "$log" 2>/dev/null && break; sleep 0.1; done
-gateway=$(awk '$1 == "gateway" {print $2}' "$log")
-[ -n "$gateway" ] || { echo "demo did not start:" >&2; cat "$dir/demo.err" >&2; exit 1; }
-key="images/gradient-red.png"
-direct=$(curl -sf "$gateway/v1/presign?locator=s3://demo-stream/$key&expires=3600" | sed -E 's/.*"url":"([^"]*)".*/\1/')
+secs=${1:-10}
+case "$secs" in '' | *[!0-9]*) echo "usage: benches/load.sh [SECONDS]" >&2; exit 2 ;; esac
 
-run() { # name url → requests/s
-    local rps
-    rps=$(wrk -t2 -c"$connections" -d"${duration}s" "$2" | awk '/Requests\/sec/ {print $2}')
-    printf '%s %s\n' "$1" "$rps"
+die() { printf 'benches/load.sh: %s\n' "$*" >&2; exit 1; }
+say() { printf '== %s\n' "$*" >&2; }
+
+nginx=/usr/sbin/nginx
+if ! command -v wrk >/dev/null || ! command -v h2load >/dev/null || [ ! -x "$nginx" ]; then
+    [ "$(id -u)" = 0 ] || die "needs wrk, h2load and $nginx (apt-get install nginx-light wrk nghttp2-client)"
+    say "installing nginx-light wrk nghttp2-client"
+    apt-get update -qq >/dev/null && apt-get install -y -qq nginx-light wrk nghttp2-client >/dev/null
+fi
+for tool in curl openssl python3 valgrind; do
+    command -v "$tool" >/dev/null || die "$tool not found (apt-get install $tool)"
+done
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+[ "$(ulimit -n)" -ge 12000 ] || die "needs 12000 open files (ulimit -n), has $(ulimit -n)"
+
+say "building s3gate (release) and the trivial handler"
+cargo build --release --quiet
+trivial_bin=$(cargo bench --no-run --bench trivial --message-format=json 2>/dev/null |
+    sed -n 's/.*"executable":"\([^"]*\/trivial-[^"]*\)".*/\1/p' | tail -1)
+[ -x "$trivial_bin" ] || die "could not build benches/trivial.rs"
+s3gate=target/release/s3gate
+
+dir=$(mktemp -d)
+chmod 755 "$dir"
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$dir"
 }
-results=$(
-    run direct "$direct"
-    run proxy "$gateway/demo-stream/$key"
-    run object "$gateway/v1/object?locator=s3://demo-stream/$key"
-    run presign "$gateway/v1/presign?locator=s3://demo/$key"
-)
-size=$(curl -sf "$direct" | wc -c)
-echo "object: $key ($size bytes); wrk -t2 -c$connections -d${duration}s on $(nproc) cores"
-echo "$results" | awk 'NR == 1 {ref = $2} {printf "%-8s %10.0f req/s   %5.2fx direct\n", $1, $2, $2 / ref}'
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+# wait_for FILE PATTERN: until PATTERN shows up in FILE (60 s, or 300 s under valgrind).
+wait_for() {
+    local deadline=$((SECONDS + ${3:-60}))
+    until grep -q "$2" "$1" 2>/dev/null; do
+        [ $SECONDS -lt $deadline ] || { cat "$1" >&2; die "timed out waiting for '$2' in $1"; }
+        sleep 0.05
+    done
+}
+strip_ansi() { sed 's/\x1b\[[0-9;]*m//g' "$1"; }
+
+# --- the objects ------------------------------------------------------------
+www="$dir/www"
+mkdir -p "$www/bench" "$www/cached" "$dir/tmp"
+head -c 102400 /dev/urandom >"$www/bench/obj100k"
+head -c 12288 /dev/urandom >"$www/bench/obj12k"
+head -c 10485760 /dev/urandom >"$www/bench/obj10m"
+cp "$www/bench/obj100k" "$www/cached/obj100k"
+cp "$www/bench/obj10m" "$www/cached/crowd-s3gate"
+cp "$www/bench/obj10m" "$www/cached/crowd-nginx"
+chmod -R a+rX "$www"
+
+# --- TLS --------------------------------------------------------------------
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 \
+    -addext subjectAltName=IP:127.0.0.1 -keyout "$dir/key.pem" -out "$dir/cert.pem" 2>/dev/null
+
+# --- nginx: the upstream store and the peer -----------------------------------
+user_line=""
+[ "$(id -u)" = 0 ] && user_line="user root;"
+nginx_head() { # NAME
+    cat <<EOF
+$user_line
+daemon off;
+worker_processes 2;
+worker_rlimit_nofile 20000;
+pid $dir/$1.pid;
+error_log $dir/$1.error.log warn;
+events { worker_connections 16384; }
+EOF
+}
+up_port=$(free_port)
+{
+    nginx_head upstream
+    cat <<EOF
+http {
+    access_log $dir/upstream.access.log;
+    client_body_temp_path $dir/tmp/upstream-body;
+    default_type application/octet-stream;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 1000000;
+    server {
+        listen 127.0.0.1:$up_port;
+        root $www;
+    }
+}
+EOF
+} >"$dir/upstream.conf"
+
+peer_port=$(free_port)
+peer_cache_port=$(free_port)
+peer_tls_port=$(free_port)
+proxy_common="proxy_pass http://store; proxy_http_version 1.1; proxy_set_header Connection \"\";"
+{
+    nginx_head peer
+    cat <<EOF
+http {
+    access_log $dir/peer.access.log;
+    client_body_temp_path $dir/tmp/peer-body;
+    proxy_temp_path $dir/tmp/peer-proxy;
+    keepalive_requests 1000000;
+    upstream store {
+        server 127.0.0.1:$up_port;
+        keepalive 64;
+    }
+    proxy_cache_path $dir/nginx-cache levels=1:2 keys_zone=media:16m max_size=2g inactive=1h use_temp_path=off;
+    server {
+        listen 127.0.0.1:$peer_port;
+        location / { $proxy_common }
+    }
+    server {
+        listen 127.0.0.1:$peer_cache_port;
+        location / {
+            $proxy_common
+            proxy_cache media;
+            proxy_cache_valid 200 206 10m;
+            proxy_cache_lock on;
+            add_header X-Cache-Status \$upstream_cache_status;
+        }
+    }
+    server {
+        listen 127.0.0.1:$peer_tls_port ssl http2;
+        ssl_certificate $dir/cert.pem;
+        ssl_certificate_key $dir/key.pem;
+        location / { $proxy_common }
+    }
+}
+EOF
+} >"$dir/peer.conf"
+
+start_nginx() { # NAME
+    "$nginx" -p "$dir" -e "$dir/$1.error.log" -c "$dir/$1.conf" &
+    pids+=($!)
+    wait_for "$dir/$1.pid" .
+}
+say "starting nginx (upstream store :$up_port, peer :$peer_port, cache :$peer_cache_port, TLS :$peer_tls_port)"
+start_nginx upstream
+start_nginx peer
+up_pid=$(cat "$dir/upstream.pid")
+peer_pid=$(cat "$dir/peer.pid")
+
+# --- s3gate -------------------------------------------------------------------
+token=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+token_sha=$(printf '%s' "$token" | sha256sum | cut -d' ' -f1)
+export S3GATE_BENCH_SECRET=benchsecretbenchsecret0123456789
+export AWS_EC2_METADATA_DISABLED=true AWS_ENDPOINT_URL=http://127.0.0.1:9
+export AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
+unset S3GATE_LOG
+auth="Authorization: Bearer $token"
+
+s3gate_config() { # NAME [cache|tls]
+    cat <<EOF
+[server]
+listen = "127.0.0.1:0"
+EOF
+    if [ "${2:-}" = tls ]; then
+        printf '[server.tls]\ncert_file = "%s"\nkey_file = "%s"\n' "$dir/cert.pem" "$dir/key.pem"
+    fi
+    cat <<EOF
+
+[s3_api]
+anonymous = true
+
+[[clients]]
+name = "bench"
+token_sha256 = ["$token_sha"]
+integrations = ["*"]
+EOF
+    if [ "${2:-}" = cache ]; then
+        printf '\n[cache]\nmemory_mb = 256\nrevalidate_after_s = 600\n'
+    fi
+    for bucket in bench cached; do
+        cat <<EOF
+
+[[integrations]]
+name = "$bucket"
+bucket = "$bucket"
+endpoint_url = "http://127.0.0.1:$up_port"
+force_path_style = true
+delivery = "redirect"
+
+[integrations.credentials]
+access_key_id = "AKIABENCHBENCH000001"
+secret_access_key_env = "S3GATE_BENCH_SECRET"
+EOF
+    done
+}
+
+# start_s3gate NAME [cache|tls] [WRAPPER...]: sets port_NAME and pid_NAME.
+start_s3gate() {
+    local name=$1 mode=${2:-} scheme=http
+    shift 2 || shift $#
+    [ "$mode" = tls ] && scheme=https
+    s3gate_config "$name" "$mode" >"$dir/$name.toml"
+    "$@" "$s3gate" serve --config "$dir/$name.toml" >>"$dir/$name.log" 2>&1 &
+    pids+=($!)
+    printf -v "pid_$name" %s $!
+    wait_for "$dir/$name.log" "listening on $scheme://" 300
+    printf -v "port_$name" %s "$(strip_ansi "$dir/$name.log" | sed -n "s|.*listening on $scheme://127.0.0.1:\([0-9]*\).*|\1|p" | head -1)"
+}
+start_trivial() { # NAME BYTES: sets port_NAME and pid_NAME.
+    "$trivial_bin" "$2" >"$dir/$1.log" 2>&1 &
+    pids+=($!)
+    printf -v "pid_$1" %s $!
+    wait_for "$dir/$1.log" listening
+    printf -v "port_$1" %s "$(sed -n 's/.*127.0.0.1:\([0-9]*\).*/\1/p' "$dir/$1.log")"
+}
+stop() { # PID
+    kill "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
+
+say "starting s3gate"
+start_s3gate gw
+start_s3gate gwcache cache
+start_s3gate gwtls tls
+gw="http://127.0.0.1:$port_gw"
+
+# --- checks and measurements --------------------------------------------------
+# check URL STATUS BYTES [curl args...]: one request answers STATUS with BYTES body bytes.
+check() {
+    local url=$1 status=$2 bytes=$3 got
+    shift 3
+    got=$(curl -sS -o /dev/null -w '%{http_code} %{size_download}' "$@" "$url")
+    [ "$got" = "$status $bytes" ] || die "check of $url: got '$got', wanted '$status $bytes'"
+}
+body_size() { curl -sS -o /dev/null -w '%{size_download}' "$@"; }
+
+# load NAME CONNECTIONS URL [wrk args...]: sets rps_NAME, p99_NAME, mbs_NAME.
+load() {
+    local name=$1 conns=$2 url=$3 out
+    shift 3
+    out=$(wrk -t1 -c"$conns" -d"${secs}s" --latency "$@" "$url")
+    printf '%s\n' "$out" >"$dir/wrk-$name.txt"
+    if grep -q 'Non-2xx or 3xx' <<<"$out"; then
+        printf '%s\n' "$out" >&2
+        die "$name: wrk saw non-2xx/3xx responses"
+    fi
+    grep -q 'Socket errors' <<<"$out" && say "$name: $(grep 'Socket errors' <<<"$out")"
+    printf -v "rps_$name" %s "$(awk '/^Requests\/sec/ {print $2}' <<<"$out")"
+    printf -v "p99_$name" %s "$(awk '$1 == "99%" {print $2}' <<<"$out")"
+    printf -v "mbs_$name" %s "$(awk '/^Transfer\/sec/ {v = $2; u = substr(v, length(v) - 1); n = v + 0;
+        if (u == "GB") n *= 1024; else if (u == "KB") n /= 1024; else if (u != "MB") n /= 1048576; print n}' <<<"$out")"
+    say "$name: $(awk '/^Requests\/sec/ {print $2}' <<<"$out") req/s, p99 $(awk '$1 == "99%" {print $2}' <<<"$out")"
+}
+# Truncate the access logs between scenarios (all are opened for appending).
+rotate_logs() { for f in "$dir"/*.access.log "$dir"/gw*.log; do : >"$f"; done; }
+
+# RSS in KiB of a process and its children (nginx: master and workers).
+rss_kb() {
+    local total=0 pid kb
+    for pid in "$1" $(pgrep -P "$1" || true); do
+        kb=$(awk '/^VmRSS:/ {print $2}' /proc/"$pid"/status 2>/dev/null || echo 0)
+        total=$((total + ${kb:-0}))
+    done
+    echo "$total"
+}
+# sample_peak PID FILE: writes the highest RSS seen until killed.
+sample_peak() {
+    local peak=0 now
+    while true; do
+        now=$(rss_kb "$1")
+        [ "$now" -gt "$peak" ] && peak=$now && echo "$peak" >"$2"
+        sleep 0.05
+    done
+}
+
+rows="$dir/rows"
+: >"$rows"
+# row SCENARIO REFERENCE REF_FIGURE S3GATE_FIGURE [REF_P99 S3GATE_P99]
+row() {
+    local ratio
+    ratio=$(awk -v r="$3" -v g="$4" 'BEGIN { if (r > 0) printf "%.2f×", g / r; else print "-" }')
+    printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$1" "$2" "$3" "$4" "$ratio" "${5:--}" "${6:--}" >>"$rows"
+}
+round() { awk -v v="$1" 'BEGIN { printf "%.0f", v }'; }
+
+# --- 1. GET /v1/presign ----------------------------------------------------------
+presign_url="$gw/v1/presign?locator=s3%3A%2F%2Fbench%2Fobj100k"
+check "$presign_url" 200 "$(body_size -H "$auth" "$presign_url")" -H "$auth"
+presign_bytes=$(body_size -H "$auth" "$presign_url")
+curl -sS -H "$auth" "$presign_url" | grep -q '"url":"http://127.0.0.1' || die "presign answered no store URL"
+start_trivial trivial "$presign_bytes"
+trivial="http://127.0.0.1:$port_trivial"
+check "$trivial/v1/presign" 200 "$presign_bytes"
+say "1. GET /v1/presign ($presign_bytes-byte answer)"
+load t_presign 64 "$trivial/v1/presign?locator=s3%3A%2F%2Fbench%2Fobj100k" -H "$auth"
+load g_presign 64 "$presign_url" -H "$auth"
+row "GET /v1/presign, c64 (req/s)" "trivial hyper" "$(round "$rps_t_presign")" "$(round "$rps_g_presign")" "$p99_t_presign" "$p99_g_presign"
+rotate_logs
+
+# --- 2. /v1/object redirect ---------------------------------------------------------
+object_url="$gw/v1/object?locator=s3%3A%2F%2Fbench%2Fobj100k"
+check "$object_url" 307 0 -H "$auth"
+location=$(curl -sS -o /dev/null -w '%{redirect_url}' -H "$auth" "$object_url")
+check "$location" 200 102400
+say "2. /v1/object 307"
+load t_object 64 "$trivial/v1/object?locator=s3%3A%2F%2Fbench%2Fobj100k" -H "$auth"
+load g_object 64 "$object_url" -H "$auth"
+row "/v1/object 307 redirect, c64 (req/s)" "trivial hyper" "$(round "$rps_t_object")" "$(round "$rps_g_object")" "$p99_t_object" "$p99_g_object"
+rotate_logs
+
+# --- 3. POST /v1/presign, 1,000 locators -----------------------------------------------
+python3 -c 'import json; print(json.dumps({"locators": ["s3://bench/images/%06d.jpg" % i for i in range(1000)]}))' >"$dir/batch.json"
+batch_bytes=$(body_size -H "$auth" -H 'Content-Type: application/json' --data-binary @"$dir/batch.json" "$gw/v1/presign")
+check "$gw/v1/presign" 200 "$batch_bytes" -H "$auth" -H 'Content-Type: application/json' --data-binary @"$dir/batch.json"
+ok=$(curl -sS -H "$auth" -H 'Content-Type: application/json' --data-binary @"$dir/batch.json" "$gw/v1/presign" |
+    python3 -c 'import json, sys; r = json.load(sys.stdin)["results"]; print(sum(1 for x in r if "url" in x))')
+[ "$ok" = 1000 ] || die "the batch presigned $ok of 1000 locators"
+cat >"$dir/batch.lua" <<EOF
+local file = io.open("$dir/batch.json", "r")
+wrk.method = "POST"
+wrk.body = file:read("*a")
+wrk.headers["Content-Type"] = "application/json"
+file:close()
+EOF
+start_trivial trivialbatch "$batch_bytes"
+check "http://127.0.0.1:$port_trivialbatch/v1/presign" 200 "$batch_bytes" --data-binary @"$dir/batch.json"
+say "3. POST /v1/presign with 1,000 locators ($batch_bytes-byte answer)"
+load t_batch 16 "http://127.0.0.1:$port_trivialbatch/v1/presign" -H "$auth" -s "$dir/batch.lua"
+load g_batch 16 "$gw/v1/presign" -H "$auth" -s "$dir/batch.lua"
+stop "$pid_trivialbatch"
+row "POST /v1/presign ×1,000, c16 (locators/s)" "trivial hyper, same bytes" "$(round "$(awk -v r="$rps_t_batch" 'BEGIN {print r * 1000}')")" \
+    "$(round "$(awk -v r="$rps_g_batch" 'BEGIN {print r * 1000}')")" "$p99_t_batch" "$p99_g_batch"
+rotate_logs
+
+# --- 4. streaming through the S3 front ------------------------------------------------
+check "$gw/bench/obj100k" 200 102400
+check "http://127.0.0.1:$peer_port/bench/obj100k" 200 102400
+check "$gw/bench/obj10m" 200 10485760
+check "http://127.0.0.1:$peer_port/bench/obj10m" 200 10485760
+cmp <(curl -sS "$gw/bench/obj100k") "$www/bench/obj100k" || die "the S3 front streamed other bytes"
+say "4. streaming 100 KB (c64) and 10 MB (c16)"
+load n_100k 64 "http://127.0.0.1:$peer_port/bench/obj100k"
+load g_100k 64 "$gw/bench/obj100k"
+row "S3 front GET 100 KB, c64 (req/s)" "nginx proxy_pass" "$(round "$rps_n_100k")" "$(round "$rps_g_100k")" "$p99_n_100k" "$p99_g_100k"
+rotate_logs
+sample_peak "$peer_pid" "$dir/peak-nginx" & sampler=$!
+pids+=($sampler)
+load n_10m 16 "http://127.0.0.1:$peer_port/bench/obj10m"
+stop "$sampler"
+sample_peak "$pid_gw" "$dir/peak-s3gate" & sampler=$!
+pids+=($sampler)
+load g_10m 16 "$gw/bench/obj10m"
+stop "$sampler"
+row "S3 front GET 10 MB, c16 (MB/s)" "nginx proxy_pass" "$(round "$mbs_n_10m")" "$(round "$mbs_g_10m")" "$p99_n_10m" "$p99_g_10m"
+peak_nginx=$(cat "$dir/peak-nginx")
+peak_s3gate=$(cat "$dir/peak-s3gate")
+rotate_logs
+
+# --- 5. media cache hits and a cold crowd ------------------------------------------------
+gwc="http://127.0.0.1:$port_gwcache"
+ngc="http://127.0.0.1:$peer_cache_port"
+check "$gwc/cached/obj100k" 200 102400
+check "$ngc/cached/obj100k" 200 102400
+curl -sS -D - -o /dev/null "$gwc/cached/obj100k" | grep -qi '^x-cache-status: HIT' || die "s3gate's cache did not answer HIT"
+curl -sS -D - -o /dev/null "$ngc/cached/obj100k" | grep -qi '^x-cache-status: HIT' || die "nginx's cache did not answer HIT"
+say "5. cache hits, 100 KB, c64"
+load n_hit 64 "$ngc/cached/obj100k"
+load g_hit 64 "$gwc/cached/obj100k"
+row "cache hits 100 KB, c64 (req/s)" "nginx proxy_cache" "$(round "$rps_n_hit")" "$(round "$rps_g_hit")" "$p99_n_hit" "$p99_g_hit"
+curl -sS -D - -o /dev/null "$gwc/cached/obj100k" | grep -qi '^x-cache-status: HIT' || die "s3gate's cache stopped answering HIT"
+rotate_logs
+# crowd NAME URL PATH: 64 concurrent GETs of one cold 10 MB object; sets
+# crowd_s_NAME (seconds until all finished) and crowd_gets_NAME (upstream GETs).
+crowd() {
+    local name=$1 url=$2 path=$3 args=() start end bad
+    for _ in $(seq 64); do args+=(-o /dev/null "$url"); done
+    : >"$dir/upstream.access.log"
+    start=$(date +%s.%N)
+    curl -sS -Z --parallel-immediate --parallel-max 64 -w '%{http_code} %{size_download}\n' "${args[@]}" >"$dir/crowd.txt" 2>"$dir/crowd.err"
+    end=$(date +%s.%N)
+    bad=$(grep -vc '^200 10485760$' "$dir/crowd.txt" || true)
+    [ "$bad" = 0 ] && [ "$(wc -l <"$dir/crowd.txt")" = 64 ] || die "crowd on $url: $(sort "$dir/crowd.txt" | uniq -c)"
+    printf -v "crowd_s_$name" %s "$(awk -v s="$start" -v e="$end" 'BEGIN { printf "%.2f", e - s }')"
+    printf -v "crowd_gets_$name" %s "$(grep -c "\"GET $path[ ?]" "$dir/upstream.access.log" || true)"
+}
+say "5b. 64 clients on a cold 10 MB object"
+crowd n "$ngc/cached/crowd-nginx" /cached/crowd-nginx
+crowd g "$gwc/cached/crowd-s3gate" /cached/crowd-s3gate
+say "crowd: nginx $crowd_s_n s, $crowd_gets_n upstream GETs; s3gate $crowd_s_g s, $crowd_gets_g upstream GETs"
+row "cold crowd: 64 clients × one 10 MB object, time to finish (s)" "nginx proxy_cache_lock" "$crowd_s_n" "$crowd_s_g"
+row "cold crowd: upstream GETs (s3gate: 10 slices of 1 MiB)" "nginx proxy_cache_lock" "$crowd_gets_n" "$crowd_gets_g"
+rotate_logs
+
+# --- 6. HTTP/2 over TLS, 12 KB ------------------------------------------------------
+gwt="https://127.0.0.1:$port_gwtls"
+ngt="https://127.0.0.1:$peer_tls_port"
+check "$gwt/bench/obj12k" 200 12288 -k --http2
+check "$ngt/bench/obj12k" 200 12288 -k --http2
+[ "$(curl -sS -k --http2 -o /dev/null -w '%{http_version}' "$gwt/bench/obj12k")" = 2 ] || die "s3gate's TLS listener did not speak HTTP/2"
+# h2 NAME URL: sets rps_NAME.
+h2() {
+    local out
+    out=$(h2load -c8 -m32 -D "$secs" "$2")
+    printf '%s\n' "$out" >"$dir/h2load-$1.txt"
+    grep -Eq 'status codes: [0-9]+ 2xx, 0 3xx, 0 4xx, 0 5xx' <<<"$out" || { printf '%s\n' "$out" >&2; die "$1: h2load saw non-2xx responses"; }
+    grep -Eq ' 0 failed, 0 errored, 0 timeout' <<<"$out" || { printf '%s\n' "$out" >&2; die "$1: h2load saw failed requests"; }
+    printf -v "rps_$1" %s "$(sed -n 's/^finished in [^,]*, \([0-9.]*\) req\/s.*/\1/p' <<<"$out")"
+    say "$1: $(eval echo "\$rps_$1") req/s"
+}
+say "6. HTTP/2 over TLS, 12 KB, h2load -c8 -m32"
+h2 n_h2 "$ngt/bench/obj12k"
+h2 g_h2 "$gwt/bench/obj12k"
+row "HTTP/2 + TLS GET 12 KB, h2load -c8 -m32 (req/s)" "nginx ssl http2 proxy_pass" "$(round "$rps_n_h2")" "$(round "$rps_g_h2")"
+rotate_logs
+
+# --- 7. memory ---------------------------------------------------------------------
+# idle_rss NAME PORT PID: sets idle0_NAME and idle_NAME, the RSS (KiB)
+# before and with 5,000 idle keep-alive connections.
+idle_rss() {
+    local client
+    printf -v "idle0_$1" %s "$(rss_kb "$3")"
+    python3 benches/load_client.py idle "$2" /bench/obj12k 5000 >"$dir/idle-$1.txt" 2>&1 &
+    client=$!
+    pids+=($client)
+    wait_for "$dir/idle-$1.txt" '^ready 5000' 120
+    printf -v "idle_$1" %s "$(rss_kb "$3")"
+    stop "$client"
+}
+say "7. memory: 5,000 idle keep-alive connections"
+start_s3gate gwidle
+start_trivial trivialidle 12288
+idle_rss t "$port_trivialidle" "$pid_trivialidle"
+idle_rss n "$peer_port" "$peer_pid"
+idle_rss g "$port_gwidle" "$pid_gwidle"
+stop "$pid_trivialidle"
+stop "$pid_gwidle"
+mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+per_conn() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", (b - a) / 5000 }'; }
+row "RSS with 5,000 idle keep-alive conns (MB)" "trivial hyper" "$(mb "$idle_t")" "$(mb "$idle_g")"
+row "RSS with 5,000 idle keep-alive conns (MB)" "nginx, master + 2 workers" "$(mb "$idle_n")" "$(mb "$idle_g")"
+row "RSS per idle conn (KB)" "trivial hyper" "$(per_conn "$idle0_t" "$idle_t")" "$(per_conn "$idle0_g" "$idle_g")"
+row "RSS per idle conn (KB)" "nginx, master + 2 workers" "$(per_conn "$idle0_n" "$idle_n")" "$(per_conn "$idle0_g" "$idle_g")"
+row "peak RSS, 16 clients streaming 10 MB (MB)" "nginx, master + 2 workers" "$(mb "$peak_nginx")" "$(mb "$peak_s3gate")"
+rotate_logs
+
+# --- 8. instructions per presign request ---------------------------------------------
+# instructions NAME N: sets total_NAME_N, callgrind's instruction count of a
+# whole run (start, N presign requests on one connection, stop).
+instructions() {
+    local name=$1 n=$2 pid port out total
+    if [ "$name" = s3gate ]; then
+        start_s3gate "cg$n" "" valgrind --tool=callgrind --callgrind-out-file="$dir/callgrind.$name.$n"
+        pid=$(eval echo "\$pid_cg$n")
+        port=$(eval echo "\$port_cg$n")
+    else
+        valgrind --tool=callgrind --callgrind-out-file="$dir/callgrind.$name.$n" "$trivial_bin" "$presign_bytes" \
+            >"$dir/cgt$n.log" 2>&1 &
+        pid=$!
+        pids+=($pid)
+        wait_for "$dir/cgt$n.log" listening 300
+        port=$(sed -n 's/.*listening 127.0.0.1:\([0-9]*\).*/\1/p' "$dir/cgt$n.log")
+    fi
+    if [ "$n" -gt 0 ]; then
+        out=$(python3 benches/load_client.py sequential "$port" "/v1/presign?locator=s3%3A%2F%2Fbench%2Fobj100k" "$n" "$auth")
+        [ "$out" = "done $n" ] || die "callgrind run: $out"
+    fi
+    kill -TERM "$pid"
+    wait "$pid" 2>/dev/null || true
+    total=$(sed -n 's/^\(summary\|totals\): *\([0-9]*\).*/\2/p' "$dir/callgrind.$name.$n" | head -1)
+    [ -n "$total" ] || die "no callgrind totals for $name"
+    printf -v "total_${name}_$n" %s "$total"
+}
+say "8. instructions per presign request (callgrind, 2,000 requests minus none)"
+n=2000
+instructions s3gate 0
+instructions s3gate $n
+instructions trivial 0
+instructions trivial $n
+cg_g=$(((total_s3gate_2000 - total_s3gate_0) / n))
+cg_t=$(((total_trivial_2000 - total_trivial_0) / n))
+echo "instructions/request: $cg_g" >&2
+row "instructions per GET /v1/presign (callgrind)" "trivial hyper" "$cg_t" "$cg_g"
+
+# --- the table ------------------------------------------------------------------
+cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+echo
+echo "Machine: $(nproc) cores, $cpu; $(uname -r); wrk -t1 -d${secs}s; $("$nginx" -v 2>&1 | sed 's/.*: //'); s3gate $(git describe --always --dirty 2>/dev/null || echo '?')"
+echo "Presign answer: $presign_bytes bytes; batch answer: $batch_bytes bytes; ratio = s3gate / reference."
+echo
+echo "| scenario | reference | reference figure | s3gate figure | ratio | reference p99 | s3gate p99 |"
+echo "| --- | --- | ---: | ---: | ---: | ---: | ---: |"
+cat "$rows"
+echo
+echo "instructions/request: $cg_g"
