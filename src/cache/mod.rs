@@ -165,7 +165,7 @@ impl MediaCache {
             plan.version_id.clone(),
         );
         match self.lookup(&identity, &plan).await? {
-            Some(found) => self.answer(identity, &plan, found),
+            Some(found) => self.answer(identity, &plan, found).await,
             None => self.bypass(read, resolved).await,
         }
     }
@@ -272,7 +272,7 @@ impl MediaCache {
     }
 
     /// The response to `plan` from `found`: `304`, headers only, or the bytes.
-    fn answer(
+    async fn answer(
         self: &Arc<Self>,
         identity: Identity,
         plan: &Plan,
@@ -303,9 +303,35 @@ impl MediaCache {
             }
         }
         if !plan.head {
-            *response.body_mut() = self.body(identity, found, span);
+            *response.body_mut() = match self.whole(&identity, &found, span).await {
+                Some(bytes) => crate::body::full(bytes),
+                None => self.body(identity, found, span),
+            };
         }
         Ok(response)
+    }
+
+    /// The bytes of `span` when one slice at hand holds them all (a cached
+    /// image): answered whole, without the task and channel of
+    /// [`body`](Self::body) (a spawned task per response).
+    async fn whole(&self, identity: &Identity, found: &Found, span: Span) -> Option<Bytes> {
+        let slices = span.slices(self.slice);
+        if slices.end != slices.start + 1 {
+            return None;
+        }
+        let index = slices.start;
+        let (bytes, cached) = match &found.first {
+            Some((i, bytes)) if *i == index => (bytes.clone(), false),
+            Some(_) => return None,
+            None => {
+                let key = identity.slice_key(&found.meta.etag, index);
+                let len = found.meta.slice_len(index, self.slice);
+                (self.slice_from_cache(&key, len).await?, true)
+            }
+        };
+        let part = span.cut(index, self.slice, &bytes);
+        self.count_bytes(identity, cached, part.len());
+        Some(part)
     }
 
     /// The bytes of `span`, slice by slice, from the cache or the store.
