@@ -150,15 +150,17 @@ impl Identity {
         address: Address,
         version_id: Option<String>,
     ) -> Self {
-        // Length-prefixed parts: no part can run into the next.
-        let mut key = String::new();
-        for part in [
+        use std::fmt::Write;
+        let parts = [
             integration.name.as_str(),
             address.host.as_str(),
             address.path.as_str(),
             version_id.as_deref().unwrap_or(""),
-        ] {
-            key.push_str(&format!("{}:{part}|", part.len()));
+        ];
+        // Length-prefixed parts: no part can run into the next.
+        let mut key = String::with_capacity(parts.iter().map(|p| p.len() + 8).sum());
+        for part in parts {
+            let _ = write!(key, "{}:{part}|", part.len());
         }
         Self {
             integration,
