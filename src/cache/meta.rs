@@ -24,6 +24,10 @@ pub struct Meta {
     pub validated_at: u64,
     /// Too large or not cacheable (no entity tag, no ranges): stream it through.
     pub bypass: bool,
+    /// `headers` and the entity tag as a response carries them, parsed once
+    /// (when read or decoded) rather than on every hit.
+    #[serde(skip)]
+    response_headers: HeaderMap,
 }
 
 /// Response headers of an object kept with it (the per-response ones — length,
@@ -63,13 +67,17 @@ impl Meta {
             .filter(|(name, _)| is_kept(name))
             .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
             .collect();
-        Some(Self {
-            etag,
-            size,
-            headers: kept,
-            validated_at: unix(now),
-            bypass: false,
-        })
+        Some(
+            Self {
+                etag,
+                size,
+                headers: kept,
+                validated_at: unix(now),
+                bypass: false,
+                response_headers: HeaderMap::new(),
+            }
+            .prepared(),
+        )
     }
 
     /// A marker that the object streams through uncached, for `size` bytes
@@ -81,6 +89,7 @@ impl Meta {
             headers: Vec::new(),
             validated_at: unix(now),
             bypass: true,
+            response_headers: HeaderMap::new(),
         }
     }
 
@@ -105,18 +114,36 @@ impl Meta {
 
     /// Adds its headers and its entity tag to `headers`.
     pub fn write_headers(&self, headers: &mut HeaderMap) {
+        let prepared = self.response_headers.iter();
+        headers.extend(prepared.map(|(name, value)| (name.clone(), value.clone())));
+    }
+
+    /// With [`response_headers`](Self::response_headers) parsed from the stored form.
+    fn prepared(mut self) -> Self {
+        let mut parsed = HeaderMap::with_capacity(self.headers.len() + 1);
         for (name, value) in &self.headers {
-            let (Ok(name), Ok(value)) = (
+            if let (Ok(name), Ok(value)) = (
                 HeaderName::from_bytes(name.as_bytes()),
                 HeaderValue::from_bytes(value),
-            ) else {
-                continue;
-            };
-            headers.append(name, value);
+            ) {
+                parsed.append(name, value);
+            }
         }
         if let Ok(etag) = HeaderValue::from_str(&self.etag) {
-            headers.insert(header::ETAG, etag);
+            parsed.insert(header::ETAG, etag);
         }
+        self.response_headers = parsed;
+        self
+    }
+
+    /// Bytes it occupies in memory, about.
+    pub fn weight(&self) -> usize {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(n, v)| 2 * (n.len() + v.len()))
+            .sum();
+        std::mem::size_of::<Self>() + 2 * self.etag.len() + headers
     }
 
     /// As stored.
@@ -125,8 +152,10 @@ impl Meta {
     }
 
     /// From what was stored; `None` if it does not decode.
-    pub fn decode(bytes: &[u8]) -> Option<Arc<Self>> {
-        serde_json::from_slice(bytes).ok().map(Arc::new)
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        serde_json::from_slice::<Self>(bytes)
+            .ok()
+            .map(Self::prepared)
     }
 }
 
@@ -140,7 +169,9 @@ pub struct Identity {
     pub address: Address,
     /// The version asked for.
     pub version_id: Option<String>,
-    key: String,
+    /// `m|` and the identity's parts: the key of its metadata, and after
+    /// the prefix the start of its slices' keys.
+    meta_key: String,
 }
 
 impl Identity {
@@ -158,7 +189,8 @@ impl Identity {
             version_id.as_deref().unwrap_or(""),
         ];
         // Length-prefixed parts: no part can run into the next.
-        let mut key = String::with_capacity(parts.iter().map(|p| p.len() + 8).sum());
+        let mut key = String::with_capacity(parts.iter().map(|p| p.len() + 8).sum::<usize>() + 2);
+        key.push_str("m|");
         for part in parts {
             let _ = write!(key, "{}:{part}|", part.len());
         }
@@ -166,18 +198,24 @@ impl Identity {
             integration,
             address,
             version_id,
-            key,
+            meta_key: key,
         }
     }
 
     /// Key of its metadata.
-    pub fn meta_key(&self) -> String {
-        format!("m|{}", self.key)
+    pub fn meta_key(&self) -> &str {
+        &self.meta_key
     }
 
     /// Key of slice `index` of its version `etag`.
     pub fn slice_key(&self, etag: &str, index: u64) -> String {
-        format!("s|{}{}:{etag}|{index}", self.key, etag.len())
+        use std::fmt::Write;
+        let parts = self.meta_key.get(2..).unwrap_or_default();
+        let mut key = String::with_capacity(parts.len() + etag.len() + 32);
+        key.push_str("s|");
+        key.push_str(parts);
+        let _ = write!(key, "{}:{etag}|{index}", etag.len());
+        key
     }
 }
 
@@ -219,7 +257,7 @@ mod tests {
                 ("etag", "\"abc\"")
             ])
         );
-        assert_eq!(Meta::decode(&meta.encode()).as_deref(), Some(&meta));
+        assert_eq!(Meta::decode(&meta.encode()).as_ref(), Some(&meta));
         assert_eq!(Meta::of(&headers(&[("content-type", "a/b")]), 1, now), None);
     }
 

@@ -22,14 +22,14 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Response, StatusCode};
+use http::{header, HeaderName, HeaderValue, Response, StatusCode};
 use tokio::sync::mpsc;
 
 use self::fetch::First;
 use self::flight::Flights;
 use self::meta::{Identity, Meta};
 use self::request::{none_match_hits, Plan, Span};
-use self::store::Store;
+use self::store::{Entry, Store};
 use crate::body::Body;
 use crate::config::CacheConfig;
 use crate::credentials::{Clock, SystemClock};
@@ -40,6 +40,9 @@ use crate::upstream::Resolved;
 
 /// The response header that tells how the cache answered.
 pub const STATUS_HEADER: &str = "x-cache-status";
+
+/// [`STATUS_HEADER`], parsed once at compile time.
+const STATUS_NAME: HeaderName = HeaderName::from_static(STATUS_HEADER);
 
 /// How the cache answered a read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,7 +70,7 @@ impl Status {
 
     /// The status a response's `x-cache-status` header names, if any.
     pub fn of(headers: &http::HeaderMap) -> Option<Self> {
-        let value = headers.get(STATUS_HEADER)?.as_bytes();
+        let value = headers.get(STATUS_NAME)?.as_bytes();
         [Self::Hit, Self::Miss, Self::Revalidated, Self::Bypass]
             .into_iter()
             .find(|status| status.as_str().as_bytes() == value)
@@ -182,7 +185,7 @@ impl MediaCache {
     /// store request shared by every concurrent reader.
     async fn lookup(self: &Arc<Self>, identity: &Identity, plan: &Plan) -> Lookup {
         let key = identity.meta_key();
-        let cached = self.meta(&key).await;
+        let cached = self.meta(key).await;
         if let Some(meta) = &cached {
             let after = identity
                 .integration
@@ -204,13 +207,13 @@ impl MediaCache {
         let previous = cached.filter(|m| !m.bypass);
         let (cache, id) = (self.clone(), identity.clone());
         let work = async move { cache.first(&id, index, previous).await };
-        let shared = self.lookups.run(key, work).await;
+        let shared = self.lookups.run(key.to_owned(), work).await;
         shared.unwrap_or_else(|| Err(Error::Internal("a cache lookup ended early".into())))
     }
 
     /// Reads (or revalidates) the object for [`lookup`](Self::lookup) and keeps what it learnt.
     async fn first(&self, identity: &Identity, index: u64, previous: Option<Arc<Meta>>) -> Lookup {
-        let key = identity.meta_key();
+        let key = identity.meta_key().to_owned();
         let now = self.clock.now();
         let found = fetch::first(
             identity,
@@ -227,7 +230,7 @@ impl MediaCache {
                     return Err(Error::Internal("304 to an unconditional read".into()));
                 };
                 let meta = Arc::new(previous.confirmed(now));
-                self.store.insert(key, meta.encode());
+                self.store.insert(key, Entry::Meta(meta.clone()));
                 Ok(Some(Found {
                     meta,
                     status: Status::Revalidated,
@@ -242,10 +245,11 @@ impl MediaCache {
                 } else {
                     Status::Miss
                 };
+                let slice = Entry::Slice(bytes.clone());
                 self.store
-                    .insert(identity.slice_key(&meta.etag, index), bytes.clone());
-                self.store.insert(key, meta.encode());
+                    .insert(identity.slice_key(&meta.etag, index), slice);
                 let meta = Arc::new(meta);
+                self.store.insert(key, Entry::Meta(meta.clone()));
                 Ok(Some(Found {
                     meta,
                     status,
@@ -253,7 +257,7 @@ impl MediaCache {
                 }))
             }
             Ok(First::Bypass(marker)) => {
-                self.store.insert(key, marker.encode());
+                self.store.insert(key, Entry::Meta(Arc::new(marker)));
                 Ok(None)
             }
             Ok(First::Beyond) => Ok(None),
@@ -268,7 +272,10 @@ impl MediaCache {
 
     /// The cached metadata under `key`.
     async fn meta(&self, key: &str) -> Option<Arc<Meta>> {
-        Meta::decode(&self.store.get(key).await?)
+        match self.store.get(key).await? {
+            Entry::Meta(meta) => Some(meta),
+            Entry::Slice(_) => None,
+        }
     }
 
     /// The response to `plan` from `found`: `304`, headers only, or the bytes.
@@ -304,7 +311,10 @@ impl MediaCache {
         }
         if !plan.head {
             *response.body_mut() = match self.whole(&identity, &found, span).await {
-                Some(bytes) => crate::body::full(bytes),
+                Some(bytes) => {
+                    response.extensions_mut().insert(crate::body::InMemory);
+                    crate::body::full(bytes)
+                }
                 None => self.body(identity, found, span),
             };
         }
@@ -389,11 +399,11 @@ impl MediaCache {
             }
             match fetch::slice(&id, &meta, index, cache.slice).await {
                 Ok(bytes) => {
-                    cache.store.insert(key, bytes.clone());
+                    cache.store.insert(key, Entry::Slice(bytes.clone()));
                     Ok(bytes)
                 }
                 Err(e) => {
-                    cache.store.remove(&id.meta_key());
+                    cache.store.remove(id.meta_key());
                     Err(e)
                 }
             }
@@ -406,9 +416,10 @@ impl MediaCache {
 
     /// The cached slice under `key`, if it has the length it must have.
     async fn slice_from_cache(&self, key: &str, len: u64) -> Option<Bytes> {
-        let bytes = self.store.get(key).await?;
-        if bytes.len() as u64 == len {
-            return Some(bytes);
+        if let Entry::Slice(bytes) = self.store.get(key).await? {
+            if bytes.len() as u64 == len {
+                return Some(bytes);
+            }
         }
         self.store.remove(key);
         None
@@ -433,7 +444,7 @@ impl MediaCache {
 fn mark(response: &mut Response<Body>, status: Status) {
     response
         .headers_mut()
-        .insert(STATUS_HEADER, HeaderValue::from_static(status.as_str()));
+        .insert(STATUS_NAME, HeaderValue::from_static(status.as_str()));
 }
 
 /// Probes the disk and updates the gauges every `interval`, while the cache lives.

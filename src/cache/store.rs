@@ -13,11 +13,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use foyer::{
-    BlockEngineConfig, DeviceBuilder, Event, EventListener, FsDeviceBuilder, HybridCache,
+    BlockEngineConfig, Code, DeviceBuilder, Event, EventListener, FsDeviceBuilder, HybridCache,
     HybridCacheBuilder, HybridCachePolicy, HybridCacheProperties, Location, PsyncIoEngineConfig,
     RecoverMode,
 };
 
+use super::meta::Meta;
 use crate::config::CacheConfig;
 use crate::metrics::Metrics;
 
@@ -27,9 +28,68 @@ const PROBE_FILE: &str = ".s3gate-probe";
 /// How often the disk tier is probed and the size gauges are updated.
 pub const CHECK_INTERVAL: Duration = Duration::from_secs(5);
 
+/// What is stored under a key.
+#[derive(Debug, Clone)]
+pub enum Entry {
+    /// The bytes of one slice of an object.
+    Slice(Bytes),
+    /// An object's metadata, held decoded in memory: a hit clones an `Arc`
+    /// instead of decoding JSON and parsing headers.
+    Meta(Arc<Meta>),
+}
+
+impl Entry {
+    /// Bytes it occupies in memory, about.
+    fn weight(&self) -> usize {
+        match self {
+            Self::Slice(bytes) => bytes.len(),
+            Self::Meta(meta) => meta.weight(),
+        }
+    }
+}
+
+/// Tags of the disk form: one byte, then the slice or the JSON metadata.
+const SLICE_TAG: u8 = 0;
+const META_TAG: u8 = 1;
+
+impl Code for Entry {
+    fn encode(&self, writer: &mut impl std::io::Write) -> foyer::Result<()> {
+        match self {
+            Self::Slice(bytes) => {
+                SLICE_TAG.encode(writer)?;
+                bytes.encode(writer)
+            }
+            Self::Meta(meta) => {
+                META_TAG.encode(writer)?;
+                meta.encode().encode(writer)
+            }
+        }
+    }
+
+    fn decode(reader: &mut impl std::io::Read) -> foyer::Result<Self> {
+        let tag = u8::decode(reader)?;
+        let bytes = Bytes::decode(reader)?;
+        let invalid = |what: &str| {
+            let error = std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
+            foyer::Error::io_error(error)
+        };
+        match tag {
+            SLICE_TAG => Ok(Self::Slice(bytes)),
+            META_TAG => Meta::decode(&bytes)
+                .map(|meta| Self::Meta(Arc::new(meta)))
+                .ok_or_else(|| invalid("cached metadata that does not decode")),
+            _ => Err(invalid("a cache entry of an unknown kind")),
+        }
+    }
+
+    fn estimated_size(&self) -> usize {
+        1 + std::mem::size_of::<usize>() + self.weight()
+    }
+}
+
 /// Slices and metadata by key.
 pub struct Store {
-    cache: HybridCache<String, Bytes>,
+    cache: HybridCache<String, Entry>,
     disk: Option<Disk>,
     metrics: Metrics,
 }
@@ -54,9 +114,9 @@ struct Evictions(Metrics);
 
 impl EventListener for Evictions {
     type Key = String;
-    type Value = Bytes;
+    type Value = Entry;
 
-    fn on_leave(&self, reason: Event, _key: &String, _value: &Bytes) {
+    fn on_leave(&self, reason: Event, _key: &String, _value: &Entry) {
         if matches!(reason, Event::Evict) {
             self.0.cache_evictions.inc();
         }
@@ -74,7 +134,7 @@ impl Store {
                 .with_policy(HybridCachePolicy::WriteOnInsertion)
                 .with_event_listener(Arc::new(Evictions(metrics.clone())))
                 .memory(memory)
-                .with_weighter(|key: &String, value: &Bytes| key.len() + value.len())
+                .with_weighter(|key: &String, value: &Entry| key.len() + value.weight())
                 .storage()
         };
         let mut disk = None;
@@ -116,7 +176,7 @@ impl Store {
     }
 
     /// The entry under `key`; a disk that fails to read counts as a miss.
-    pub async fn get(&self, key: &str) -> Option<Bytes> {
+    pub async fn get(&self, key: &str) -> Option<Entry> {
         match self.cache.get(key).await {
             Ok(entry) => entry.map(|e| e.value().clone()),
             Err(e) => {
@@ -128,7 +188,7 @@ impl Store {
     }
 
     /// Stores `value` under `key`: in memory, and on disk while it takes writes.
-    pub fn insert(&self, key: String, value: Bytes) {
+    pub fn insert(&self, key: String, value: Entry) {
         if self
             .disk
             .as_ref()
@@ -243,4 +303,41 @@ fn allocated(dir: &Path) -> u64 {
 #[cfg(not(unix))]
 fn allocated(_dir: &Path) -> u64 {
     0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::SystemTime;
+
+    fn round_trip(entry: &Entry) -> foyer::Result<Entry> {
+        let mut disk = Vec::new();
+        entry.encode(&mut disk)?;
+        Entry::decode(&mut disk.as_slice())
+    }
+
+    #[test]
+    fn entries_read_back_from_their_disk_form() {
+        let slice = Entry::Slice(Bytes::from_static(b"pixels"));
+        assert!(matches!(round_trip(&slice), Ok(Entry::Slice(b)) if b == "pixels"));
+
+        let mut headers = http::HeaderMap::new();
+        headers.insert(http::header::ETAG, "\"e1\"".parse().unwrap());
+        headers.insert(http::header::CONTENT_TYPE, "image/png".parse().unwrap());
+        let meta = Meta::of(&headers, 6, SystemTime::now()).unwrap();
+        let Ok(Entry::Meta(back)) = round_trip(&Entry::Meta(Arc::new(meta.clone()))) else {
+            panic!("metadata did not read back");
+        };
+        assert_eq!(*back, meta);
+        let mut written = http::HeaderMap::new();
+        back.write_headers(&mut written);
+        assert_eq!(written, headers, "the parsed headers are rebuilt on decode");
+    }
+
+    #[test]
+    fn an_entry_of_an_unknown_kind_is_an_error() {
+        let mut disk = vec![7u8];
+        Bytes::from_static(b"x").encode(&mut disk).unwrap();
+        assert!(Entry::decode(&mut disk.as_slice()).is_err());
+    }
 }

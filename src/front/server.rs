@@ -31,7 +31,7 @@ pub use super::authenticate::Listener;
 use super::connection::{Activity, ConnectionLimits, Expiry, Tracked, WriteStall};
 pub use super::live::Live;
 use super::send_timeout;
-use crate::body::BoxError;
+use crate::body::{BoxError, InMemory};
 use crate::config::TlsConfig;
 
 /// Serves `app` on `listener` until `shutdown` resolves, then lets in-flight
@@ -200,8 +200,15 @@ where
         let guard = requests.request(request.version());
         async move {
             let response = app.handle_on(kind, request).await;
-            let response =
-                response.map(|body| Tracked::new(send_timeout::limit(body, send_timeout), guard));
+            let in_memory = response.extensions().get::<InMemory>().is_some();
+            let response = response.map(|body| {
+                let body = if in_memory {
+                    body
+                } else {
+                    send_timeout::limit(body, send_timeout)
+                };
+                Tracked::new(body, guard)
+            });
             Ok::<_, Infallible>(response)
         }
     });
