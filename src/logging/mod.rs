@@ -4,6 +4,8 @@
 //! lines (counted, and exported as `s3gate_log_lines_dropped`) rather than
 //! stall a request.
 
+mod text;
+
 use std::path::Path;
 use std::sync::OnceLock;
 
@@ -53,21 +55,30 @@ pub fn format_in(config: &Path) -> Option<Format> {
     peek.log?.format
 }
 
+/// Bytes of log lines gathered into one write: the writer thread flushes
+/// after each batch it drains from the queue, so under load one `write`
+/// carries many lines instead of one each; a line is never split.
+const WRITE_BUFFER: usize = 64 << 10;
+
 /// Installs the subscriber with the `S3GATE_LOG` filter (default `info`).
 /// Keep the guard: dropping it flushes the queue.
 pub fn init(format: Format) -> WorkerGuard {
     let (writer, guard) = NonBlockingBuilder::default()
         .lossy(true)
         .buffered_lines_limit(QUEUE_LINES)
-        .finish(std::io::stderr());
+        .finish(std::io::BufWriter::with_capacity(
+            WRITE_BUFFER,
+            std::io::stderr(),
+        ));
     let _ = DROPPED.set(writer.error_counter());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter())
         .with_writer(writer);
     match format {
-        Format::Text => builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init(),
+        Format::Text if std::io::IsTerminal::is_terminal(&std::io::stderr()) => {
+            builder.with_ansi(true).init();
+        }
+        Format::Text => builder.event_format(text::Text).init(),
         Format::Json => builder.json().flatten_event(true).init(),
     }
     guard
