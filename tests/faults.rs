@@ -1,7 +1,8 @@
 //! Network faults between real hosts: the store runs in a network namespace of
 //! the test's own, reached over a veth pair (and, where a test says so,
 //! through a fault-injecting relay), so links go down, SYNs go unanswered and
-//! bytes trickle as they do between machines. Each test's namespace is its
+//! bytes trickle as they do between machines; STS (moto) sits behind the
+//! same relay to be slow or down. Each test's namespace is its
 //! own and is deleted when the test ends; creating one needs root (CI runs
 //! the suite as root), and a test that cannot create it fails.
 // Tests fail loudly (unwrapping is how they say what broke), may print
@@ -168,9 +169,11 @@ async fn the_store_link_going_down_mid_body_aborts_the_response() {
         "a cut-off body must not end cleanly: {received} of {length:?} bytes"
     );
     assert!(received < BIG, "{received} bytes");
-    if let Some(length) = length {
-        assert_eq!(length, BIG as u64);
-    }
+    assert_eq!(
+        length,
+        Some(BIG as u64),
+        "the response announced its length"
+    );
 
     // The gateway lets the dead connection go.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -192,6 +195,53 @@ async fn the_store_link_going_down_mid_body_aborts_the_response() {
     );
     eprintln!(
         "faults: link down mid-body: aborted after {received} of {BIG} bytes, {aborted_after:?} after the cut; connections to the store {baseline} before, {after} after"
+    );
+}
+
+#[tokio::test]
+async fn a_store_connection_reset_mid_body_aborts_the_response() {
+    let remote = RemoteStore::start().await;
+    const SIZE: usize = 4 << 20;
+    remote.store.put("media", "video.bin", &pattern(SIZE, 3));
+    let relay = FaultRelay::start(remote.store.store.addr()).await;
+    relay.set(Faults {
+        reset_after: Some(1 << 20),
+        ..Faults::default()
+    });
+    let gateway = Gateway::start(&proxy_config(&relay.url()).build()).await;
+    for path in [
+        "/media/video.bin",
+        "/v1/object?locator=s3%3A%2F%2Fmedia%2Fvideo.bin",
+    ] {
+        let mut response = client().get(gateway.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        let mut received = 0usize;
+        let ending = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match response.chunk().await {
+                    Ok(Some(chunk)) => received += chunk.len(),
+                    Ok(None) => return Ok(()),
+                    Err(e) => return Err(e),
+                }
+            }
+        })
+        .await
+        .expect("the response ends within 10 s of the reset");
+        assert!(
+            ending.is_err(),
+            "{path}: a reset body ended cleanly after {received} bytes"
+        );
+        assert!(received < 1 << 20, "{path}: {received} bytes");
+        eprintln!(
+            "faults: store reset after 1 MiB: {path} aborted after {received} of {SIZE} bytes"
+        );
+    }
+    relay.set(Faults::default());
+    let (status, body) = fetch(&gateway.url("/media/video.bin")).await;
+    assert_eq!(status, 200);
+    assert!(
+        body == pattern(SIZE, 3),
+        "byte-exact once the store behaves"
     );
 }
 
@@ -399,9 +449,9 @@ fn p99_latency(samples: &[&Sample]) -> Duration {
 async fn sts_slow_then_down_under_load_keeps_valid_sessions_and_fails_fast() {
     const EXTERNAL_ID: &str = "s3gate-faults-ext";
     const WORKERS: usize = 200;
-    // An answer this fast did not wait for STS (whose timeout is 2 s); under
-    // this load a request takes up to about half a second on 2 cores.
-    const FAST: Duration = Duration::from_secs(1);
+    // An answer this fast did not wait for STS (whose timeout is 5 s); under
+    // this load a request takes up to about a second on 2 cores.
+    const FAST: Duration = Duration::from_millis(2500);
     let moto = Moto::start(&[("reader", EXTERNAL_ID)]).await;
     let relay = FaultRelay::start(moto.url.trim_start_matches("http://").parse().unwrap()).await;
     let dir = tempfile::tempdir().unwrap();
@@ -410,10 +460,11 @@ async fn sts_slow_then_down_under_load_keeps_valid_sessions_and_fails_fast() {
     let store = session_store(&moto.url, &dir.path().join("store")).await;
     let secret_file = dir.path().join("identity-secret");
     std::fs::write(&secret_file, &moto.setup.secret_access_key).unwrap();
-    // 8 s sessions: refreshed from 4 s before expiry, unusable 2 s before it.
+    // 8 s sessions: refreshed from 4 s before expiry, unusable 2 s before it;
+    // a refresh that STS leaves unanswered outlives the session.
     let config = format!(
         "[identity.credentials]\naccess_key_id = \"{}\"\nsecret_access_key_file = \"{}\"\n\n\
-         [sts]\nrefresh_margin_ratio = 0.5\nexpiry_margin_s = 1\nretry_base_ms = 100\nretry_max_ms = 400\ntimeout_s = 2\n\n\
+         [sts]\nrefresh_margin_ratio = 0.5\nexpiry_margin_s = 1\nretry_base_ms = 100\nretry_max_ms = 400\ntimeout_s = 5\n\n\
          [[integrations]]\nname = \"acme\"\ndefault = true\nbuckets = [\"media\"]\nendpoint_url = \"{}\"\n\
          role_arn = \"{}\"\nexternal_id = \"{EXTERNAL_ID}\"\nsts_endpoint = \"{}\"\nsession_duration_s = 8\n",
         moto.setup.access_key_id,
@@ -434,11 +485,11 @@ async fn sts_slow_then_down_under_load_keeps_valid_sessions_and_fails_fast() {
 
     // STS slow: it answers after the gateway's STS timeout.
     relay.set(Faults {
-        delay_per_chunk: Duration::from_secs(5),
+        delay_per_chunk: Duration::from_secs(8),
         ..Faults::default()
     });
     relay.reset_peaks();
-    let slow = load(&gateway, origin, WORKERS, Duration::from_secs(9)).await;
+    let slow = load(&gateway, origin, WORKERS, Duration::from_secs(10)).await;
     let slow_in_flight = relay.max_in_flight();
     let served: Vec<&Sample> = slow.iter().filter(|s| s.status == 200).collect();
     let failed: Vec<&Sample> = slow.iter().filter(|s| s.status != 200).collect();
@@ -514,7 +565,8 @@ async fn sts_slow_then_down_under_load_keeps_valid_sessions_and_fails_fast() {
     // STS back: sessions are fetched again and every request is served.
     relay.set(Faults::default());
     relay.reset_peaks();
-    let back = load(&gateway, origin, WORKERS, Duration::from_secs(3)).await;
+    let returned = origin.elapsed();
+    let back = load(&gateway, origin, WORKERS, Duration::from_secs(6)).await;
     let first_served = back
         .iter()
         .find(|s| s.status == 200)
@@ -536,7 +588,7 @@ async fn sts_slow_then_down_under_load_keeps_valid_sessions_and_fails_fast() {
     );
     eprintln!(
         "faults: STS back: served again {:?} after it returned; {} requests since, p99 {:?}",
-        first_served.saturating_sub(back[0].ended.saturating_sub(back[0].latency)),
+        first_served.saturating_sub(returned),
         after.len(),
         p99_latency(&after)
     );
