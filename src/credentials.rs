@@ -11,8 +11,10 @@
 //! - fetched once for any number of concurrent first requests (moka coalesces
 //!   them into one AssumeRole call).
 //!
-//! After an STS failure, retries wait a jittered exponential backoff; until
-//! then, requests that have no valid session fail fast with the last error.
+//! At most one STS call per role is in flight. After an STS failure, retries
+//! wait a jittered exponential backoff and run in the background; requests
+//! that have no valid session meanwhile fail fast with the last error (as do
+//! requests whose session expired while its refresh was still in flight).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -135,6 +137,16 @@ pub struct StsFailure {
 }
 
 impl StsFailure {
+    /// The session expired while its refresh was still waiting for STS.
+    fn pending() -> Self {
+        StsFailure {
+            code: "RefreshPending".into(),
+            message: "the session expired while STS had not yet answered its refresh".into(),
+            from_sts: false,
+            refused: false,
+        }
+    }
+
     fn to_error(&self, integration: &str) -> Error {
         if self.refused {
             return Error::UpstreamAuthFailed {
@@ -386,7 +398,7 @@ impl Sessions {
             .credential_misses
             .with_label_values(&[integration])
             .inc();
-        if let Some(failure) = self.backing_off(role.id) {
+        if let Some(failure) = self.fail_fast(role) {
             return Err(failure.to_error(integration));
         }
         let this = self.clone();
@@ -451,14 +463,28 @@ impl Sessions {
         Duration::from_secs(self.tuning.expiry_margin_s)
     }
 
-    /// The last failure while a retry is not yet due.
-    fn backing_off(&self, id: RoleId) -> Option<StsFailure> {
-        let health = self.health.lock().unwrap_or_else(PoisonError::into_inner);
-        let h = health.get(&id)?;
-        match h.retry_at {
-            Some(at) if self.clock.now() < at => h.last_failure.clone(),
-            _ => None,
+    /// Why a request without a valid session fails at once rather than wait
+    /// for STS: a call for the role is already in flight (a refresh that
+    /// outlived the session), or STS has failed since the last session —
+    /// then retries run in the background, one at a time, after the backoff.
+    /// `None` (no failure yet, nothing in flight): the request waits for the
+    /// one call all concurrent requests share.
+    fn fail_fast(self: &Arc<Self>, role: &Arc<Role>) -> Option<StsFailure> {
+        let (failure, retry_due) = {
+            let health = self.health.lock().unwrap_or_else(PoisonError::into_inner);
+            let h = health.get(&role.id)?;
+            if h.refreshing {
+                let pending = h.last_failure.clone().unwrap_or_else(StsFailure::pending);
+                return Some(pending);
+            }
+            let failure = h.last_failure.clone()?;
+            let retry_due = h.retry_at.is_none_or(|at| self.clock.now() >= at);
+            (failure, retry_due)
+        };
+        if retry_due {
+            self.refresh_in_background(role);
         }
+        Some(failure)
     }
 
     fn refresh_in_background(self: &Arc<Self>, role: &Arc<Role>) {
@@ -894,11 +920,42 @@ mod tests {
         assert!(calls_after_failure <= calls + 1);
         assert!(w.get(0).await.is_err());
         assert_eq!(w.calls(), calls_after_failure, "failed fast");
-        // STS is back and the retry is due: served again.
+        // STS is back and the retry is due: the request that finds it due
+        // starts it in the background and still fails fast; then served again.
         w.sts.up.store(true, Ordering::SeqCst);
         w.clock.advance(Duration::from_secs(9));
+        let calls = w.calls();
+        assert!(w.get(0).await.is_err());
+        w.settle(calls + 1).await;
         let recovered = w.get(0).await.unwrap();
         assert!(!Arc::ptr_eq(&recovered, &first));
+        assert_eq!(w.calls(), calls + 1);
+    }
+
+    #[tokio::test]
+    async fn a_session_expiring_during_a_slow_refresh_fails_fast_without_a_second_call() {
+        let lifetime = 1000;
+        let w = world(tuning(300, 0.2, 30), lifetime, 1);
+        let first = w.get(0).await.unwrap();
+        // STS stops answering; the refresh starts and hangs.
+        let held = w.sts.gate.acquire().await.unwrap();
+        w.to_before_expiry(lifetime, 100);
+        assert!(Arc::ptr_eq(&w.get(0).await.unwrap(), &first));
+        w.clock.advance(Duration::from_secs(70)); // 30 s left: no longer served
+        for _ in 0..10 {
+            let answer = tokio::time::timeout(Duration::from_secs(5), w.get(0))
+                .await
+                .expect("fails fast rather than wait for the refresh");
+            let error = answer.unwrap_err();
+            assert_eq!(error.code(), "CredentialsUnavailable", "{error}");
+            assert!(error.to_string().contains("RefreshPending"), "{error}");
+        }
+        // The refresh answers: its session serves, and it was the only call.
+        drop(held);
+        w.settle(2).await;
+        let refreshed = w.get(0).await.unwrap();
+        assert!(!Arc::ptr_eq(&refreshed, &first));
+        assert_eq!(w.calls(), 2);
     }
 
     #[tokio::test]

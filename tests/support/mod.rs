@@ -19,7 +19,9 @@ pub mod config;
 pub mod garage;
 pub mod memstore;
 pub mod moto;
+pub mod netns;
 pub mod pki;
+pub mod relay;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -93,11 +95,15 @@ pub struct FsStore {
 impl FsStore {
     /// Starts an empty store accepting [`ACCESS_KEY`].
     pub async fn start() -> Self {
+        Self::start_on(loopback().await)
+    }
+
+    /// Starts an empty store accepting [`ACCESS_KEY`] on `listener`.
+    pub fn start_on(listener: TcpListener) -> Self {
         init();
         let dir = tempfile::tempdir().expect("tempdir");
         let auth = SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY);
-        let store =
-            EmbeddedStore::start(loopback().await, dir.path(), auth, None).expect("store starts");
+        let store = EmbeddedStore::start(listener, dir.path(), auth, None).expect("store starts");
         Self { store, dir }
     }
 
