@@ -24,8 +24,9 @@ cd "$(dirname "$0")/.."
 secs=${1:-10}
 case "$secs" in '' | *[!0-9]*) echo "usage: benches/load.sh [SECONDS]" >&2; exit 2 ;; esac
 
-die() { printf 'benches/load.sh: %s\n' "$*" >&2; exit 1; }
-say() { printf '== %s\n' "$*" >&2; }
+prog=benches/load.sh
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
 
 nginx=/usr/sbin/nginx
 if ! command -v wrk >/dev/null || ! command -v h2load >/dev/null || [ ! -x "$nginx" ]; then
@@ -46,29 +47,7 @@ trivial_bin=$(cargo bench --no-run --bench trivial --message-format=json 2>/dev/
 [ -x "$trivial_bin" ] || die "could not build benches/trivial.rs"
 s3gate=target/release/s3gate
 
-dir=$(mktemp -d)
-chmod 755 "$dir"
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$dir"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-# wait_for FILE PATTERN: until PATTERN shows up in FILE (60 s, or 300 s under valgrind).
-wait_for() {
-    local deadline=$((SECONDS + ${3:-60}))
-    until grep -q "$2" "$1" 2>/dev/null; do
-        [ $SECONDS -lt $deadline ] || { cat "$1" >&2; die "timed out waiting for '$2' in $1"; }
-        sleep 0.05
-    done
-}
-strip_ansi() { sed 's/\x1b\[[0-9;]*m//g' "$1"; }
+bench_dir
 
 # --- the objects ------------------------------------------------------------
 www="$dir/www"
@@ -277,15 +256,6 @@ load() {
 # Truncate the access logs between scenarios (all are opened for appending).
 rotate_logs() { for f in "$dir"/*.access.log "$dir"/gw*.log; do : >"$f"; done; }
 
-# RSS in KiB of a process and its children (nginx: master and workers).
-rss_kb() {
-    local total=0 pid kb
-    for pid in "$1" $(pgrep -P "$1" || true); do
-        kb=$(awk '/^VmRSS:/ {print $2}' /proc/"$pid"/status 2>/dev/null || echo 0)
-        total=$((total + ${kb:-0}))
-    done
-    echo "$total"
-}
 # sample_peak PID FILE: writes the highest RSS seen until killed.
 sample_peak() {
     local peak=0 now

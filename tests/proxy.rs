@@ -453,7 +453,7 @@ async fn a_slow_reader_keeps_gateway_memory_bounded() {
         .set("server", "listen", "127.0.0.1:0")
         .build();
     std::fs::write(dir.path().join("c.toml"), config).unwrap();
-    let mut child = std::process::Command::new(binary())
+    let mut child = gateway_command()
         .args([
             "serve",
             "--config",
@@ -518,8 +518,8 @@ async fn a_slow_reader_keeps_gateway_memory_bounded() {
     }
     assert_eq!(body_read, size);
     assert_eq!(hasher.finalize(), Sha256::digest(pattern(size)));
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(conn);
+    terminate(&mut child).await;
 }
 
 /// A gateway in proxy delivery for bucket `media` at `store`, with short timeouts.

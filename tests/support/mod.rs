@@ -259,15 +259,64 @@ pub async fn listening_addr(stderr: std::process::ChildStderr) -> SocketAddr {
             }
         }
     });
-    tokio::time::timeout(Duration::from_secs(20), rx)
+    tokio::time::timeout(patience(20), rx)
         .await
-        .expect("the gateway reports its address within 20 s")
+        .expect("the gateway reports its address in time")
         .expect("the gateway reports its address")
 }
 
 /// Path of the built `s3gate` binary.
 pub fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_s3gate"))
+}
+
+/// A command that runs the built `s3gate` binary, under the command line in
+/// `S3GATE_TEST_WRAPPER` when it is set (scripts/leakcheck sets valgrind).
+pub fn gateway_command() -> std::process::Command {
+    let wrapper = std::env::var("S3GATE_TEST_WRAPPER").unwrap_or_default();
+    let mut words = wrapper.split_whitespace();
+    match words.next() {
+        Some(program) => {
+            let mut command = std::process::Command::new(program);
+            command.args(words).arg(binary());
+            command
+        }
+        None => std::process::Command::new(binary()),
+    }
+}
+
+/// Stops a gateway process as its service manager would: SIGTERM, then a
+/// bounded wait for a clean exit (a wrapper such as valgrind reports then).
+pub async fn terminate(child: &mut std::process::Child) {
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + patience(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "clean exit: {status}");
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no exit in {:?}",
+            patience(20)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `seconds`, times `S3GATE_TEST_TIME_SCALE` (a whole number, default 1): the
+/// bounded waits on a gateway process, longer when it runs under a wrapper.
+pub fn patience(seconds: u64) -> Duration {
+    let scale = std::env::var("S3GATE_TEST_TIME_SCALE")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or(1)
+        .max(1);
+    Duration::from_secs(seconds * scale)
 }
 
 /// A TCP relay in front of a server that counts what flows through it: the
