@@ -48,38 +48,50 @@ impl Entry {
     }
 }
 
-/// Tags of the disk form: one byte, then the slice or the JSON metadata.
-const SLICE_TAG: u8 = 0;
-const META_TAG: u8 = 1;
+/// Tags of the disk form: one byte, then the length and bytes of the slice
+/// or of the JSON metadata. The tags are not 0, so an entry of another
+/// layout (whose first byte is part of a length) reads as an error, a miss.
+const SLICE_TAG: u8 = b's';
+const META_TAG: u8 = b'm';
+
+/// Longest payload read back: a slice is at most 16 MiB; a length beyond
+/// this is not ours and is refused before anything is allocated for it.
+const MAX_PAYLOAD: usize = 32 << 20;
 
 impl Code for Entry {
     fn encode(&self, writer: &mut impl std::io::Write) -> foyer::Result<()> {
-        match self {
-            Self::Slice(bytes) => {
-                SLICE_TAG.encode(writer)?;
-                bytes.encode(writer)
-            }
-            Self::Meta(meta) => {
-                META_TAG.encode(writer)?;
-                meta.encode().encode(writer)
-            }
-        }
+        let (tag, payload) = match self {
+            Self::Slice(bytes) => (SLICE_TAG, bytes.clone()),
+            Self::Meta(meta) => (META_TAG, meta.encode()),
+        };
+        tag.encode(writer)?;
+        payload.len().encode(writer)?;
+        writer.write_all(&payload).map_err(foyer::Error::io_error)
     }
 
     fn decode(reader: &mut impl std::io::Read) -> foyer::Result<Self> {
-        let tag = u8::decode(reader)?;
-        let bytes = Bytes::decode(reader)?;
         let invalid = |what: &str| {
             let error = std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
             foyer::Error::io_error(error)
         };
-        match tag {
-            SLICE_TAG => Ok(Self::Slice(bytes)),
-            META_TAG => Meta::decode(&bytes)
-                .map(|meta| Self::Meta(Arc::new(meta)))
-                .ok_or_else(|| invalid("cached metadata that does not decode")),
-            _ => Err(invalid("a cache entry of an unknown kind")),
+        let tag = u8::decode(reader)?;
+        if tag != SLICE_TAG && tag != META_TAG {
+            return Err(invalid("a cache entry of an unknown kind"));
         }
+        let len = usize::decode(reader)?;
+        if len > MAX_PAYLOAD {
+            return Err(invalid("a cache entry longer than any s3gate writes"));
+        }
+        let mut payload = vec![0; len];
+        reader
+            .read_exact(&mut payload)
+            .map_err(foyer::Error::io_error)?;
+        if tag == SLICE_TAG {
+            return Ok(Self::Slice(Bytes::from(payload)));
+        }
+        Meta::decode(&payload)
+            .map(|meta| Self::Meta(Arc::new(meta)))
+            .ok_or_else(|| invalid("cached metadata that does not decode"))
     }
 
     fn estimated_size(&self) -> usize {
@@ -335,9 +347,14 @@ mod tests {
     }
 
     #[test]
-    fn an_entry_of_an_unknown_kind_is_an_error() {
-        let mut disk = vec![7u8];
-        Bytes::from_static(b"x").encode(&mut disk).unwrap();
+    fn an_entry_of_another_layout_is_an_error_not_an_allocation() {
+        // Bytes' own layout (length first) of a 1 MiB slice.
+        let mut disk = Vec::new();
+        Bytes::from(vec![1u8; 1 << 20]).encode(&mut disk).unwrap();
+        assert!(Entry::decode(&mut disk.as_slice()).is_err());
+        // Our tag, then a length no entry has.
+        let mut disk = vec![SLICE_TAG];
+        usize::MAX.encode(&mut disk).unwrap();
         assert!(Entry::decode(&mut disk.as_slice()).is_err());
     }
 }

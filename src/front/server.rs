@@ -198,7 +198,9 @@ where
         // Read once: the request finishes on this gateway whatever a reload installs.
         let app = live.app();
         let guard = requests.request(request.version());
-        async move {
+        // Boxed: hyper holds the request's future inside the connection, so
+        // unboxed its whole size would stay with every idle connection.
+        Box::pin(async move {
             let response = app.handle_on(kind, request).await;
             let in_memory = response.extensions().get::<InMemory>().is_some();
             let response = response.map(|body| {
@@ -210,7 +212,7 @@ where
                 Tracked::new(body, guard)
             });
             Ok::<_, Infallible>(response)
-        }
+        })
     });
     let connection = shared
         .builder
