@@ -81,6 +81,29 @@ impl fmt::Display for AccessPointArn {
     }
 }
 
+impl fmt::Display for Locator {
+    /// The locator as [`Locator::parse`] reads it back: `s3://bucket/key`,
+    /// an access point object ARN, or, with a version or a custom host, a
+    /// path-style S3 URL with the key percent-encoded.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let bucket = match &self.target {
+            Target::AccessPoint(ap) => return write!(f, "{ap}/object/{}", self.key),
+            Target::Bucket(bucket) => bucket,
+        };
+        if self.version_id.is_none() && self.custom_host.is_none() {
+            return write!(f, "s3://{bucket}/{}", self.key);
+        }
+        let host = self.custom_host.as_deref().unwrap_or("s3.amazonaws.com");
+        let key = crate::sigv4::encode_path(&self.key);
+        write!(f, "https://{host}/{bucket}/{key}")?;
+        if let Some(version) = &self.version_id {
+            let version: String = form_urlencoded::byte_serialize(version.as_bytes()).collect();
+            write!(f, "?versionId={version}")?;
+        }
+        Ok(())
+    }
+}
+
 /// DNS suffix of AWS endpoints in `region`.
 pub fn dns_suffix(region: &str) -> &'static str {
     if region.starts_with("cn-") {
@@ -462,6 +485,89 @@ mod tests {
             "arn:aws:s3:us-west-2:123456789012:bucket/x",
         ] {
             assert!(Locator::parse(bad).is_err(), "{bad} should be rejected");
+        }
+    }
+
+    /// Characters keys are made of: S3's awkward ones often, any other now and then.
+    fn key_char() -> impl proptest::strategy::Strategy<Value = char> {
+        use proptest::prelude::*;
+        prop_oneof![
+            3 => proptest::sample::select(" +%?#/&=~!*'(),;:@$[]\"<>\\^`{|}.-_".chars().collect::<Vec<_>>()),
+            3 => proptest::char::range('a', 'z'),
+            1 => any::<char>(),
+            1 => proptest::sample::select(vec!['\u{e9}', '\u{65e5}', '\u{1f600}', '\u{feff}']),
+        ]
+    }
+
+    fn key() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        proptest::collection::vec(key_char(), 0..=64)
+            .prop_map(|chars| chars.into_iter().collect::<String>())
+            .prop_filter("a key S3 and s3gate take", |k| validate_key(k).is_ok())
+    }
+
+    fn locator() -> impl proptest::strategy::Strategy<Value = Locator> {
+        use proptest::prelude::*;
+        let bucket = "[a-z0-9][a-z0-9.-]{1,20}[a-z0-9]"
+            .prop_filter("a bucket name", |b| validate_bucket_name(b).is_ok());
+        let host = (
+            "[a-z][a-z0-9-]{0,12}(\\.[a-z][a-z0-9-]{0,8}){0,2}",
+            any::<Option<u16>>(),
+        )
+            .prop_map(|(host, port)| port.map_or(host.clone(), |p| format!("{host}:{p}")));
+        let in_bucket = (
+            bucket,
+            key(),
+            proptest::option::of(".{0,12}"),
+            proptest::option::of(host),
+        )
+            .prop_map(|(bucket, key, version_id, custom_host)| Locator {
+                target: Target::Bucket(bucket),
+                key,
+                version_id,
+                custom_host,
+            });
+        let access_point = (
+            "[a-z0-9]{3,12}",
+            "(us|eu|cn)-[a-z]{4}-[1-9]",
+            "[0-9]{12}",
+            key(),
+        )
+            .prop_map(|(name, region, account, key)| Locator {
+                target: Target::AccessPoint(AccessPointArn {
+                    partition: "aws".into(),
+                    region,
+                    account,
+                    name,
+                }),
+                key,
+                version_id: None,
+                custom_host: None,
+            });
+        prop_oneof![in_bucket, access_point]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(256))]
+
+        #[test]
+        fn any_locator_displays_as_text_that_parses_back(locator in locator()) {
+            let shown = locator.to_string();
+            let again = Locator::parse(&shown);
+            proptest::prop_assert_eq!(again.as_ref(), Ok(&locator), "{}", shown);
+            proptest::prop_assert_eq!(again.unwrap().to_string(), shown);
+        }
+
+        #[test]
+        fn any_parsed_text_is_stable_through_display(
+            scheme in proptest::sample::select(vec!["s3://", "https://", "http://", "arn:aws:s3:::"]),
+            rest in "[a-z0-9.:/?#%=&+ -]{0,40}",
+        ) {
+            let text = format!("{scheme}{rest}");
+            if let Ok(locator) = Locator::parse(&text) {
+                let shown = locator.to_string();
+                proptest::prop_assert_eq!(Locator::parse(&shown), Ok(locator), "{} → {}", text, shown);
+            }
         }
     }
 }
