@@ -234,7 +234,12 @@ fn parse_access_point_prefix(arn: &str) -> Result<(AccessPointArn, &str), String
 
 fn parse_url(input: &str) -> Result<Locator, String> {
     let uri: http::Uri = input.parse().map_err(|e| format!("invalid URL: {e}"))?;
-    let host = uri.host().ok_or("URL has no host")?.to_ascii_lowercase();
+    let authority = uri.authority().ok_or("URL has no host")?;
+    if authority.host().is_empty() {
+        return Err("URL has no host".into());
+    }
+    let port = url_port(authority)?;
+    let host = authority.host().to_ascii_lowercase();
     let path = percent_decode(uri.path())?;
     let mut versions = uri
         .query()
@@ -249,11 +254,33 @@ fn parse_url(input: &str) -> Result<Locator, String> {
         return bucket_locator(bucket, path.to_owned(), version_id, None);
     }
     let (bucket, key) = path.split_once('/').unwrap_or((path, ""));
-    let custom_host = (!is_aws_s3_host(&host)).then(|| match uri.port_u16() {
+    let custom_host = (!is_aws_s3_host(&host)).then(|| match port {
         Some(port) => format!("{host}:{port}"),
         None => host.clone(),
     });
     bucket_locator(bucket, key.to_owned(), version_id, custom_host)
+}
+
+/// The port after the host of a URL's authority, if any: 1 to 65535 in
+/// decimal digits (the URL parser takes any text there).
+fn url_port(authority: &http::uri::Authority) -> Result<Option<u16>, String> {
+    let text = authority.as_str();
+    let after_userinfo = text.rsplit_once('@').map_or(text, |(_, rest)| rest);
+    let Some(port) = after_userinfo.get(authority.host().len()..) else {
+        return Err("URL has an unreadable host".into());
+    };
+    let Some(port) = port.strip_prefix(':') else {
+        return Ok(None);
+    };
+    let number = port
+        .bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| port.parse::<u16>().ok())
+        .flatten()
+        .filter(|&p| p != 0);
+    number
+        .map(Some)
+        .ok_or_else(|| format!("URL port {port:?} is not a number from 1 to 65535"))
 }
 
 /// The bucket of a virtual-hosted AWS S3 host (`bucket.s3[.-]REGION.amazonaws.com`).
@@ -488,6 +515,33 @@ mod tests {
         }
     }
 
+    /// Found by fuzzing: an authority with no host and a port that is not a
+    /// number parsed as a custom host of `""`, which displays as a URL that
+    /// does not parse back.
+    #[test]
+    fn url_with_an_empty_host_is_refused() {
+        for bad in [
+            "https://:my-buq/est-0.amazonaus.c3qm/a%191",
+            "https://:9000/bucket/key",
+            "http://:/bucket/key",
+        ] {
+            let err = Locator::parse(bad).expect_err(bad);
+            assert!(err.contains("no host"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn url_with_a_port_that_is_not_a_number_is_refused() {
+        for bad in [
+            "https://minio.local:my-buq/bucket/key",
+            "http://minio.local:/bucket/key",
+            "http://minio.local:99999/bucket/key",
+        ] {
+            let err = Locator::parse(bad).expect_err(bad);
+            assert!(err.contains("port"), "{bad}: {err}");
+        }
+    }
+
     /// Characters keys are made of: S3's awkward ones often, any other now and then.
     fn key_char() -> impl proptest::strategy::Strategy<Value = char> {
         use proptest::prelude::*;
@@ -512,7 +566,7 @@ mod tests {
             .prop_filter("a bucket name", |b| validate_bucket_name(b).is_ok());
         let host = (
             "[a-z][a-z0-9-]{0,12}(\\.[a-z][a-z0-9-]{0,8}){0,2}",
-            any::<Option<u16>>(),
+            proptest::option::of(1..=u16::MAX),
         )
             .prop_map(|(host, port)| port.map_or(host.clone(), |p| format!("{host}:{p}")));
         let in_bucket = (
