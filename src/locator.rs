@@ -235,9 +235,10 @@ fn parse_access_point_prefix(arn: &str) -> Result<(AccessPointArn, &str), String
 fn parse_url(input: &str) -> Result<Locator, String> {
     let uri: http::Uri = input.parse().map_err(|e| format!("invalid URL: {e}"))?;
     let authority = uri.authority().ok_or("URL has no host")?;
-    if authority.host().is_empty() {
-        return Err("URL has no host".into());
+    if authority.as_str().contains('@') {
+        return Err("URL has user information, which a locator does not take".into());
     }
+    check_url_host(authority.host())?;
     let port = url_port(authority)?;
     let host = authority.host().to_ascii_lowercase();
     let path = percent_decode(uri.path())?;
@@ -261,12 +262,30 @@ fn parse_url(input: &str) -> Result<Locator, String> {
     bucket_locator(bucket, key.to_owned(), version_id, custom_host)
 }
 
+/// Checks a URL's host: a name of letters, digits, `-`, `_` and `.`, or an
+/// IPv6 address in brackets (the URL parser takes far more).
+fn check_url_host(host: &str) -> Result<(), String> {
+    if host.is_empty() {
+        return Err("URL has no host".into());
+    }
+    let name = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
+    let ipv6 = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .is_some_and(|h| h.parse::<std::net::Ipv6Addr>().is_ok());
+    if ipv6 || host.bytes().all(name) {
+        Ok(())
+    } else {
+        Err(format!(
+            "URL host {host:?} is not a host name or an IPv6 address in brackets"
+        ))
+    }
+}
+
 /// The port after the host of a URL's authority, if any: 1 to 65535 in
 /// decimal digits (the URL parser takes any text there).
 fn url_port(authority: &http::uri::Authority) -> Result<Option<u16>, String> {
-    let text = authority.as_str();
-    let after_userinfo = text.rsplit_once('@').map_or(text, |(_, rest)| rest);
-    let Some(port) = after_userinfo.get(authority.host().len()..) else {
+    let Some(port) = authority.as_str().get(authority.host().len()..) else {
         return Err("URL has an unreadable host".into());
     };
     let Some(port) = port.strip_prefix(':') else {
@@ -528,6 +547,36 @@ mod tests {
             let err = Locator::parse(bad).expect_err(bad);
             assert!(err.contains("no host"), "{bad}: {err}");
         }
+    }
+
+    /// Found by fuzzing: `l04[@]0` parsed as the custom host `]0`, which
+    /// displays as a URL that does not parse back.
+    #[test]
+    fn url_with_user_information_or_a_malformed_host_is_refused() {
+        for bad in [
+            "http://l04[@]0/medi",
+            "https://user:secret@minio.local/bucket/key",
+            "https://@minio.local/bucket/key",
+        ] {
+            let err = Locator::parse(bad).expect_err(bad);
+            assert!(err.contains("user information"), "{bad}: {err}");
+        }
+        for bad in [
+            "http://a]b/bucket/key",
+            "http://[::1/bucket/key",
+            "http://[not-v6]/bucket/key",
+            "http://a%41b/bucket/key",
+        ] {
+            let err = Locator::parse(bad).expect_err(bad);
+            assert!(
+                err.contains("host") || err.contains("invalid URL"),
+                "{bad}: {err}"
+            );
+        }
+        let l = Locator::parse("http://[::1]:9000/media/k").unwrap();
+        assert_eq!(l.custom_host.as_deref(), Some("[::1]:9000"));
+        let l = Locator::parse("http://My_Minio-1.local/media/k").unwrap();
+        assert_eq!(l.custom_host.as_deref(), Some("my_minio-1.local"));
     }
 
     #[test]
