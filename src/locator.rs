@@ -81,6 +81,29 @@ impl fmt::Display for AccessPointArn {
     }
 }
 
+impl fmt::Display for Locator {
+    /// The locator as [`Locator::parse`] reads it back: `s3://bucket/key`,
+    /// an access point object ARN, or, with a version or a custom host, a
+    /// path-style S3 URL with the key percent-encoded.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let bucket = match &self.target {
+            Target::AccessPoint(ap) => return write!(f, "{ap}/object/{}", self.key),
+            Target::Bucket(bucket) => bucket,
+        };
+        if self.version_id.is_none() && self.custom_host.is_none() {
+            return write!(f, "s3://{bucket}/{}", self.key);
+        }
+        let host = self.custom_host.as_deref().unwrap_or("s3.amazonaws.com");
+        let key = crate::sigv4::encode_path(&self.key);
+        write!(f, "https://{host}/{bucket}/{key}")?;
+        if let Some(version) = &self.version_id {
+            let version: String = form_urlencoded::byte_serialize(version.as_bytes()).collect();
+            write!(f, "?versionId={version}")?;
+        }
+        Ok(())
+    }
+}
+
 /// DNS suffix of AWS endpoints in `region`.
 pub fn dns_suffix(region: &str) -> &'static str {
     if region.starts_with("cn-") {
@@ -211,7 +234,13 @@ fn parse_access_point_prefix(arn: &str) -> Result<(AccessPointArn, &str), String
 
 fn parse_url(input: &str) -> Result<Locator, String> {
     let uri: http::Uri = input.parse().map_err(|e| format!("invalid URL: {e}"))?;
-    let host = uri.host().ok_or("URL has no host")?.to_ascii_lowercase();
+    let authority = uri.authority().ok_or("URL has no host")?;
+    if authority.as_str().contains('@') {
+        return Err("URL has user information, which a locator does not take".into());
+    }
+    check_url_host(authority.host())?;
+    let port = url_port(authority)?;
+    let host = authority.host().to_ascii_lowercase();
     let path = percent_decode(uri.path())?;
     let mut versions = uri
         .query()
@@ -226,11 +255,51 @@ fn parse_url(input: &str) -> Result<Locator, String> {
         return bucket_locator(bucket, path.to_owned(), version_id, None);
     }
     let (bucket, key) = path.split_once('/').unwrap_or((path, ""));
-    let custom_host = (!is_aws_s3_host(&host)).then(|| match uri.port_u16() {
+    let custom_host = (!is_aws_s3_host(&host)).then(|| match port {
         Some(port) => format!("{host}:{port}"),
         None => host.clone(),
     });
     bucket_locator(bucket, key.to_owned(), version_id, custom_host)
+}
+
+/// Checks a URL's host: a name of letters, digits, `-`, `_` and `.`, or an
+/// IPv6 address in brackets (the URL parser takes far more).
+fn check_url_host(host: &str) -> Result<(), String> {
+    if host.is_empty() {
+        return Err("URL has no host".into());
+    }
+    let name = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
+    let ipv6 = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .is_some_and(|h| h.parse::<std::net::Ipv6Addr>().is_ok());
+    if ipv6 || host.bytes().all(name) {
+        Ok(())
+    } else {
+        Err(format!(
+            "URL host {host:?} is not a host name or an IPv6 address in brackets"
+        ))
+    }
+}
+
+/// The port after the host of a URL's authority, if any: 1 to 65535 in
+/// decimal digits (the URL parser takes any text there).
+fn url_port(authority: &http::uri::Authority) -> Result<Option<u16>, String> {
+    let Some(port) = authority.as_str().get(authority.host().len()..) else {
+        return Err("URL has an unreadable host".into());
+    };
+    let Some(port) = port.strip_prefix(':') else {
+        return Ok(None);
+    };
+    let number = port
+        .bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| port.parse::<u16>().ok())
+        .flatten()
+        .filter(|&p| p != 0);
+    number
+        .map(Some)
+        .ok_or_else(|| format!("URL port {port:?} is not a number from 1 to 65535"))
 }
 
 /// The bucket of a virtual-hosted AWS S3 host (`bucket.s3[.-]REGION.amazonaws.com`).
@@ -462,6 +531,146 @@ mod tests {
             "arn:aws:s3:us-west-2:123456789012:bucket/x",
         ] {
             assert!(Locator::parse(bad).is_err(), "{bad} should be rejected");
+        }
+    }
+
+    /// Found by fuzzing: an authority with no host and a port that is not a
+    /// number parsed as a custom host of `""`, which displays as a URL that
+    /// does not parse back.
+    #[test]
+    fn url_with_an_empty_host_is_refused() {
+        for bad in [
+            "https://:my-buq/est-0.amazonaus.c3qm/a%191",
+            "https://:9000/bucket/key",
+            "http://:/bucket/key",
+        ] {
+            let err = Locator::parse(bad).expect_err(bad);
+            assert!(err.contains("no host"), "{bad}: {err}");
+        }
+    }
+
+    /// Found by fuzzing: `l04[@]0` parsed as the custom host `]0`, which
+    /// displays as a URL that does not parse back.
+    #[test]
+    fn url_with_user_information_or_a_malformed_host_is_refused() {
+        for bad in [
+            "http://l04[@]0/medi",
+            "https://user:secret@minio.local/bucket/key",
+            "https://@minio.local/bucket/key",
+        ] {
+            let err = Locator::parse(bad).expect_err(bad);
+            assert!(err.contains("user information"), "{bad}: {err}");
+        }
+        for bad in [
+            "http://a]b/bucket/key",
+            "http://[::1/bucket/key",
+            "http://[not-v6]/bucket/key",
+            "http://a%41b/bucket/key",
+        ] {
+            let err = Locator::parse(bad).expect_err(bad);
+            assert!(
+                err.contains("host") || err.contains("invalid URL"),
+                "{bad}: {err}"
+            );
+        }
+        let l = Locator::parse("http://[::1]:9000/media/k").unwrap();
+        assert_eq!(l.custom_host.as_deref(), Some("[::1]:9000"));
+        let l = Locator::parse("http://My_Minio-1.local/media/k").unwrap();
+        assert_eq!(l.custom_host.as_deref(), Some("my_minio-1.local"));
+    }
+
+    #[test]
+    fn url_with_a_port_that_is_not_a_number_is_refused() {
+        for bad in [
+            "https://minio.local:my-buq/bucket/key",
+            "http://minio.local:/bucket/key",
+            "http://minio.local:99999/bucket/key",
+        ] {
+            let err = Locator::parse(bad).expect_err(bad);
+            assert!(err.contains("port"), "{bad}: {err}");
+        }
+    }
+
+    /// Characters keys are made of: S3's awkward ones often, any other now and then.
+    fn key_char() -> impl proptest::strategy::Strategy<Value = char> {
+        use proptest::prelude::*;
+        prop_oneof![
+            3 => proptest::sample::select(" +%?#/&=~!*'(),;:@$[]\"<>\\^`{|}.-_".chars().collect::<Vec<_>>()),
+            3 => proptest::char::range('a', 'z'),
+            1 => any::<char>(),
+            1 => proptest::sample::select(vec!['\u{e9}', '\u{65e5}', '\u{1f600}', '\u{feff}']),
+        ]
+    }
+
+    fn key() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        proptest::collection::vec(key_char(), 0..=64)
+            .prop_map(|chars| chars.into_iter().collect::<String>())
+            .prop_filter("a key S3 and s3gate take", |k| validate_key(k).is_ok())
+    }
+
+    fn locator() -> impl proptest::strategy::Strategy<Value = Locator> {
+        use proptest::prelude::*;
+        let bucket = "[a-z0-9][a-z0-9.-]{1,20}[a-z0-9]"
+            .prop_filter("a bucket name", |b| validate_bucket_name(b).is_ok());
+        let host = (
+            "[a-z][a-z0-9-]{0,12}(\\.[a-z][a-z0-9-]{0,8}){0,2}",
+            proptest::option::of(1..=u16::MAX),
+        )
+            .prop_map(|(host, port)| port.map_or(host.clone(), |p| format!("{host}:{p}")));
+        let in_bucket = (
+            bucket,
+            key(),
+            proptest::option::of(".{0,12}"),
+            proptest::option::of(host),
+        )
+            .prop_map(|(bucket, key, version_id, custom_host)| Locator {
+                target: Target::Bucket(bucket),
+                key,
+                version_id,
+                custom_host,
+            });
+        let access_point = (
+            "[a-z0-9]{3,12}",
+            "(us|eu|cn)-[a-z]{4}-[1-9]",
+            "[0-9]{12}",
+            key(),
+        )
+            .prop_map(|(name, region, account, key)| Locator {
+                target: Target::AccessPoint(AccessPointArn {
+                    partition: "aws".into(),
+                    region,
+                    account,
+                    name,
+                }),
+                key,
+                version_id: None,
+                custom_host: None,
+            });
+        prop_oneof![in_bucket, access_point]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(256))]
+
+        #[test]
+        fn any_locator_displays_as_text_that_parses_back(locator in locator()) {
+            let shown = locator.to_string();
+            let again = Locator::parse(&shown);
+            proptest::prop_assert_eq!(again.as_ref(), Ok(&locator), "{}", shown);
+            proptest::prop_assert_eq!(again.unwrap().to_string(), shown);
+        }
+
+        #[test]
+        fn any_parsed_text_is_stable_through_display(
+            scheme in proptest::sample::select(vec!["s3://", "https://", "http://", "arn:aws:s3:::"]),
+            rest in "[a-z0-9.:/?#%=&+ -]{0,40}",
+        ) {
+            let text = format!("{scheme}{rest}");
+            if let Ok(locator) = Locator::parse(&text) {
+                let shown = locator.to_string();
+                proptest::prop_assert_eq!(Locator::parse(&shown), Ok(locator), "{} → {}", text, shown);
+            }
         }
     }
 }

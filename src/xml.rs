@@ -21,6 +21,18 @@ pub fn resolve_reference(reference: &BytesRef<'_>) -> Result<char, String> {
         .ok_or_else(|| format!("unknown entity &{name};"))
 }
 
+/// Checks a document's end against the elements still open (outermost
+/// first): a document that ends inside one is cut short, or no XML.
+pub fn check_ended(open: &[Vec<u8>]) -> Result<(), String> {
+    match open.last() {
+        Some(name) => Err(format!(
+            "the document ends inside <{}>",
+            String::from_utf8_lossy(name)
+        )),
+        None => Ok(()),
+    }
+}
+
 /// The text of the first `<name>` element anywhere in `xml`, entities resolved.
 pub fn field(xml: &[u8], name: &str) -> Option<String> {
     let mut reader = quick_xml::Reader::from_reader(xml);

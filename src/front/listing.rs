@@ -223,7 +223,10 @@ pub fn parse(xml: &[u8]) -> Result<Page, String> {
                 }
                 path.pop();
             }
-            Event::Eof => break,
+            Event::Eof => {
+                xml::check_ended(&path)?;
+                break;
+            }
             _ => {}
         }
         buf.clear();
@@ -375,6 +378,19 @@ impl hyper::body::Body for ChannelBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by fuzzing: a document whose root never closes is no listing.
+    #[test]
+    fn a_listing_that_does_not_end_is_refused() {
+        for doc in [
+            &b"<ListBucketResult><Contents><Key>a</Key></Contents>"[..],
+            b"<ListBucketResult><Contents><Key>a</Key></Contents>,/ListBucketResult>",
+            b"<ListBucketResult><IsTruncated>true",
+        ] {
+            let err = parse(doc).expect_err(&String::from_utf8_lossy(doc));
+            assert!(err.contains("ends inside"), "{err}");
+        }
+    }
 
     #[test]
     fn parses_a_url_encoded_page() {

@@ -77,7 +77,13 @@ pub fn encode_listing(document: &[u8]) -> Result<Vec<u8>, String> {
             .read_event_into(&mut buf)
             .map_err(|e| e.to_string())?;
         match event {
-            Event::Eof => break,
+            Event::Eof => {
+                xml::check_ended(&path)?;
+                break;
+            }
+            Event::Start(_) | Event::Empty(_) if text.is_some() => {
+                return Err(format!("<{}> holds an element", open_name(&path)));
+            }
             Event::Start(ref e) => {
                 path.push(e.name().as_ref().to_vec());
                 if is_encoded(&path) {
@@ -115,6 +121,13 @@ pub fn encode_listing(document: &[u8]) -> Result<Vec<u8>, String> {
         buf.clear();
     }
     Ok(writer.into_inner())
+}
+
+/// The innermost open element's name.
+fn open_name(path: &[Vec<u8>]) -> String {
+    path.last()
+        .map(|name| String::from_utf8_lossy(name).into_owned())
+        .unwrap_or_default()
 }
 
 fn is_encoded(path: &[Vec<u8>]) -> bool {
@@ -171,5 +184,34 @@ mod tests {
     fn an_encoded_document_is_kept() {
         let doc = b"<ListBucketResult><EncodingType>url</EncodingType><Contents><Key>a%20b</Key></Contents></ListBucketResult>";
         assert_eq!(encode_listing(doc).unwrap(), doc.to_vec());
+    }
+
+    /// Found by fuzzing: a document whose root never closes was encoded
+    /// without `<EncodingType>url</EncodingType>`, so a client would take
+    /// the encoded names for the keys.
+    #[test]
+    fn a_listing_that_does_not_end_is_refused() {
+        for doc in [
+            &b"<ListBucketResult><Contents><Key>a b</Key></Contents>"[..],
+            b"<ListBucketResult><Contents><Key>a b</Key></Contents>,/ListBucketResult>",
+            b"<ListBucketResult><Contents><Key>a b",
+        ] {
+            let err = encode_listing(doc).expect_err(&String::from_utf8_lossy(doc));
+            assert!(err.contains("ends inside"), "{err}");
+        }
+    }
+
+    /// Found by fuzzing: an element inside a key ended the key's encoding
+    /// there, and the rest of the key went out as the store sent it.
+    #[test]
+    fn a_key_holding_an_element_is_refused() {
+        for doc in [
+            &b"<ListBucketResult><Contents><Key><IsTruncated>false</IsTruncated>a b</Key></Contents></ListBucketResult>"[..],
+            b"<ListBucketResult><Contents><Key>a<x/>b</Key></Contents></ListBucketResult>",
+            b"<ListBucketResult><Prefix>p<Prefix>q</Prefix></Prefix></ListBucketResult>",
+        ] {
+            let err = encode_listing(doc).expect_err(&String::from_utf8_lossy(doc));
+            assert!(err.contains("holds an element"), "{err}");
+        }
     }
 }
