@@ -11,8 +11,10 @@ pub type Body = BoxBody<Bytes, BoxError>;
 
 /// A response extension marking a body held wholly in memory: it holds no
 /// store request to release, so the send timeout's task (one per response,
-/// ≈ 6 % of the CPU of a cache hit) is left out; a client that takes
-/// nothing is still cut off by the connection's write stall timeout.
+/// ≈ 6 % of the CPU of a cache hit) is left out. On HTTP/1 a client that
+/// takes nothing is cut off by the connection's write stall timeout; on
+/// HTTP/2 a stream whose window stays shut holds its body (at most one
+/// slice) until the connection ends, as it did with the task.
 #[derive(Debug, Clone, Copy)]
 pub struct InMemory;
 

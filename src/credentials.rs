@@ -499,11 +499,12 @@ impl Sessions {
         let this = self.clone();
         let role = role.clone();
         tokio::spawn(async move {
+            // Cleared however the task ends (a panic or an abort included),
+            // or every later request would wait on a refresh that is gone.
+            let _refreshing = Refreshing(&this, role.id);
             if let Ok(session) = this.assume(&role).await {
                 this.cache.insert(role.id, session).await;
             }
-            let mut health = this.health.lock().unwrap_or_else(PoisonError::into_inner);
-            health.entry(role.id).or_default().refreshing = false;
         });
     }
 
@@ -680,6 +681,16 @@ impl CredentialSource {
             CredentialSource::Static(creds) => Ok(creds.clone()),
             CredentialSource::Role(role) => sessions.get(role, integration).await,
         }
+    }
+}
+
+/// Marks a role's background refresh as over when dropped.
+struct Refreshing<'a>(&'a Sessions, RoleId);
+
+impl Drop for Refreshing<'_> {
+    fn drop(&mut self) {
+        let mut health = self.0.health.lock().unwrap_or_else(PoisonError::into_inner);
+        health.entry(self.1).or_default().refreshing = false;
     }
 }
 

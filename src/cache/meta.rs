@@ -91,6 +91,7 @@ impl Meta {
             bypass: true,
             response_headers: HeaderMap::new(),
         }
+        .prepared()
     }
 
     /// Whether the store confirmed it less than `after` ago.

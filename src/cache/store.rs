@@ -192,6 +192,9 @@ impl Store {
         match self.cache.get(key).await {
             Ok(entry) => entry.map(|e| e.value().clone()),
             Err(e) => {
+                // Dropped, so an entry that does not read (another layout)
+                // costs one error, not one per read until it is evicted.
+                self.cache.remove(key);
                 self.metrics.cache_errors.with_label_values(&["disk"]).inc();
                 tracing::warn!("cache read failed, fetching from the store: {e}");
                 None

@@ -78,7 +78,29 @@ impl Visit for Fields<'_, '_> {
                 .and_then(|()| writer.write_str(name))
                 .and_then(|()| writer.write_char('='))
         }
-        .and_then(|()| write!(writer, "{value:?}"));
+        .and_then(|()| write!(Escaped(&mut **writer), "{value:?}"));
+    }
+}
+
+/// Writes through, with control characters (line breaks, terminal escapes)
+/// as `\u{…}`: text from a store, STS or a file can neither split a line
+/// nor drive a terminal that shows the log.
+struct Escaped<'w, W: Write>(&'w mut W);
+
+impl<W: Write> Write for Escaped<'_, W> {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        let is_plain = |c: char| !c.is_control() || c == '\t';
+        if text.chars().all(is_plain) {
+            return self.0.write_str(text);
+        }
+        for c in text.chars() {
+            if is_plain(c) {
+                self.0.write_char(c)?;
+            } else {
+                write!(self.0, "\\u{{{:x}}}", u32::from(c))?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -148,6 +170,13 @@ mod tests {
         );
         // The same second again, from the per-thread text.
         assert_eq!(timestamp(4_107_542_399, 1), "2100-02-28T23:59:59.000001Z");
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        let mut out = String::new();
+        write!(Escaped(&mut out), "a\nb\x1b[31m\tc\u{85}d é").unwrap();
+        assert_eq!(out, "a\\u{a}b\\u{1b}[31m\tc\\u{85}d é");
     }
 
     #[test]

@@ -231,9 +231,22 @@ impl Registry {
 /// Parses a locator string.
 pub fn parse(locator: &str) -> Result<Locator, Error> {
     Locator::parse(locator).map_err(|reason| Error::InvalidLocator {
-        locator: locator.to_owned(),
+        locator: without_user_information(locator),
         reason,
     })
+}
+
+/// `locator` for an error message, a URL's user information (a password,
+/// perhaps) left out.
+fn without_user_information(locator: &str) -> String {
+    let Some((scheme, rest)) = locator.split_once("://") else {
+        return locator.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://…@{}", &rest[at + 1..]),
+        None => locator.to_owned(),
+    }
 }
 
 /// Parses a locator string that must name an object.
@@ -259,4 +272,19 @@ fn upstream_client(
         field: "ca_file",
         message,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_locator_is_named_without_its_user_information() {
+        let error = parse("https://me:secret@minio.local:9000/b/k").unwrap_err();
+        let text = error.to_string();
+        assert!(!text.contains("secret") && !text.contains("me:"), "{text}");
+        assert!(text.contains("https://…@minio.local:9000/b/k"), "{text}");
+        assert_eq!(without_user_information("s3://b/k@v"), "s3://b/k@v");
+        assert_eq!(without_user_information("no scheme"), "no scheme");
+    }
 }
