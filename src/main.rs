@@ -103,10 +103,12 @@ fn main() -> ExitCode {
         .log_format
         .or_else(|| cli.command.config().and_then(logging::format_in))
         .unwrap_or_default();
-    let _log = logging::init(format);
+    let log = logging::init(format);
     let result = tokio::runtime::Runtime::new()
         .map_err(|e| format!("cannot start the runtime: {e}"))
         .and_then(|rt| rt.block_on(run(cli.command)));
+    // Every log line is out before the command's last word.
+    drop(log);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {

@@ -1,19 +1,18 @@
 //! Logging: `tracing` to stderr through a non-blocking writer, as text or
 //! JSON lines. Request handling never waits for the log: lines go to a
-//! bounded queue a background thread writes out, and a full queue drops
-//! lines (counted, and exported as `s3gate_log_lines_dropped`) rather than
-//! stall a request.
+//! bounded batch a background thread writes out ([`writer`]), and a full
+//! batch drops lines (counted, and exported as `s3gate_log_lines_dropped`)
+//! rather than stall a request.
 
 mod text;
+mod writer;
 
 use std::path::Path;
 use std::sync::OnceLock;
 
-use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
-/// Lines the queue holds before it drops.
-const QUEUE_LINES: usize = 64 * 1024;
+pub use writer::Flush;
 
 /// Filter directives added unless `S3GATE_LOG` names the target: the
 /// embedded store logs requests, `Authorization` headers included, at debug.
@@ -30,11 +29,11 @@ pub enum Format {
     Json,
 }
 
-static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
+static WRITER: OnceLock<writer::BatchWriter> = OnceLock::new();
 
 /// Lines dropped so far because the writer fell behind.
 pub fn dropped_lines() -> usize {
-    DROPPED.get().map_or(0, ErrorCounter::dropped_lines)
+    WRITER.get().map_or(0, writer::BatchWriter::dropped)
 }
 
 /// `[log] format` of a config file, if it says; read before the config is
@@ -55,22 +54,11 @@ pub fn format_in(config: &Path) -> Option<Format> {
     peek.log?.format
 }
 
-/// Bytes of log lines gathered into one write: the writer thread flushes
-/// after each batch it drains from the queue, so under load one `write`
-/// carries many lines instead of one each; a line is never split.
-const WRITE_BUFFER: usize = 64 << 10;
-
 /// Installs the subscriber with the `S3GATE_LOG` filter (default `info`).
-/// Keep the guard: dropping it flushes the queue.
-pub fn init(format: Format) -> WorkerGuard {
-    let (writer, guard) = NonBlockingBuilder::default()
-        .lossy(true)
-        .buffered_lines_limit(QUEUE_LINES)
-        .finish(std::io::BufWriter::with_capacity(
-            WRITE_BUFFER,
-            std::io::stderr(),
-        ));
-    let _ = DROPPED.set(writer.error_counter());
+/// Keep the guard: dropping it writes what is left.
+pub fn init(format: Format) -> Flush {
+    let (writer, guard) = writer::start(std::io::stderr());
+    let _ = WRITER.set(writer.clone());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter())
         .with_writer(writer);
