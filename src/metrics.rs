@@ -40,6 +40,8 @@ pub struct Metrics {
     pub credential_expiry: GaugeVec,
     /// Client connections open now.
     pub open_connections: IntGauge,
+    /// Open client connections waiting for a request with no HTTP state held.
+    pub idle_connections: IntGauge,
     /// Log lines dropped because the log writer fell behind.
     pub log_lines_dropped: IntGauge,
     /// Process start time (seconds since the epoch).
@@ -145,6 +147,11 @@ impl Metrics {
             .expect("valid metric"),
             open_connections: IntGauge::new("open_connections", "client connections open now")
                 .expect("valid metric"),
+            idle_connections: IntGauge::new(
+                "idle_connections",
+                "open client connections waiting for a request with no HTTP state held",
+            )
+            .expect("valid metric"),
             log_lines_dropped: IntGauge::new(
                 "log_lines_dropped",
                 "log lines dropped because the log writer fell behind",
@@ -213,6 +220,7 @@ impl Metrics {
             Box::new(self.credential_misses.clone()),
             Box::new(self.credential_expiry.clone()),
             Box::new(self.open_connections.clone()),
+            Box::new(self.idle_connections.clone()),
             Box::new(self.log_lines_dropped.clone()),
             Box::new(self.start_time.clone()),
             Box::new(self.cache_requests.clone()),

@@ -397,3 +397,119 @@ async fn an_http2_stream_that_is_not_read_is_cut_off_with_its_upstream_request()
     upstream_closes(&tap, &gateway, "HTTP/2").await;
     healthz_answers(&gateway).await;
 }
+
+/// Waits (bounded) until the gateway counts `n` idle connections.
+async fn idle_connections_reach(gateway: &Gateway, n: i64) {
+    let idle = &gateway.app.metrics().idle_connections;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while idle.get() != n {
+        assert!(
+            Instant::now() < deadline,
+            "{} idle connections, {n} expected ({} open)",
+            idle.get(),
+            gateway.app.metrics().open_connections.get()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_holds_no_http_state_and_is_served_again() {
+    let gateway = gateway(&[]).await;
+    let mut first = TcpStream::connect(gateway.addr).await.unwrap();
+    let mut second = TcpStream::connect(gateway.addr).await.unwrap();
+    // Connections that have sent nothing yet hold no HTTP state.
+    idle_connections_reach(&gateway, 2).await;
+    assert!(get_h1(&mut first, "/healthz")
+        .await
+        .starts_with("HTTP/1.1 200"));
+    // A request and the start of the next one, sent together: the bytes
+    // hyper read but could not parse yet survive its going.
+    second
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /readyz HTTP/1.1\r\nHo")
+        .await
+        .unwrap();
+    assert!(read_h1_response(&mut second)
+        .await
+        .starts_with("HTTP/1.1 200"));
+    // The first is let go; the second keeps hyper while its request is half-read.
+    idle_connections_reach(&gateway, 1).await;
+    second.write_all(b"st: 127.0.0.1\r\n\r\n").await.unwrap();
+    let response = read_h1_response(&mut second).await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.ends_with("ready\n"), "{response}");
+    idle_connections_reach(&gateway, 2).await;
+    // Both are served again, on the same connections.
+    for conn in [&mut first, &mut second] {
+        assert!(get_h1(conn, "/healthz").await.starts_with("HTTP/1.1 200"));
+    }
+    idle_connections_reach(&gateway, 2).await;
+    drop(first);
+    idle_connections_reach(&gateway, 1).await;
+}
+
+/// RSS of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connections_cost_a_few_kilobytes_each() {
+    const CONNECTIONS: usize = 800;
+    let dir = tempfile::tempdir().unwrap();
+    let config = ConfigBuilder::store("http://127.0.0.1:9", &["media"])
+        .set("server", "listen", "127.0.0.1:0")
+        .build();
+    std::fs::write(dir.path().join("c.toml"), config).unwrap();
+    let mut child = gateway_command()
+        .args([
+            "serve",
+            "--config",
+            dir.path().join("c.toml").to_str().unwrap(),
+        ])
+        .env(SECRET_ENV, SECRET_KEY)
+        .env("S3GATE_LOG", "warn,s3gate=info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let addr = listening_addr(stderr).await;
+    // Warm up: the runtime's and the allocator's first allocations.
+    let mut warm = TcpStream::connect(addr).await.unwrap();
+    assert!(get_h1(&mut warm, "/healthz")
+        .await
+        .starts_with("HTTP/1.1 200"));
+    drop(warm);
+    let baseline = rss_kib(child.id());
+    let mut conns = Vec::with_capacity(CONNECTIONS);
+    for _ in 0..CONNECTIONS {
+        let mut conn = TcpStream::connect(addr).await.unwrap();
+        assert!(get_h1(&mut conn, "/healthz")
+            .await
+            .starts_with("HTTP/1.1 200"));
+        conns.push(conn);
+    }
+    // Once let go (after 10 ms idle), each holds its socket and little else.
+    let deadline = Instant::now() + patience(10);
+    let mut per_connection;
+    loop {
+        per_connection = (rss_kib(child.id()).saturating_sub(baseline)) * 1024 / CONNECTIONS as u64;
+        if per_connection < 6 * 1024 || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!("{per_connection} bytes per idle connection");
+    assert!(
+        per_connection < 6 * 1024,
+        "{per_connection} bytes per idle connection"
+    );
+    for mut conn in conns.drain(..10) {
+        assert!(get_h1(&mut conn, "/healthz")
+            .await
+            .starts_with("HTTP/1.1 200"));
+    }
+    terminate(&mut child).await;
+}

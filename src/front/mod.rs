@@ -10,6 +10,7 @@ pub mod context;
 pub mod cors;
 pub mod gateway_url;
 pub mod hosts;
+pub mod http;
 pub mod json_api;
 pub mod listing;
 pub mod live;
@@ -21,5 +22,6 @@ pub mod s3_listing;
 pub mod send_timeout;
 pub mod server;
 pub mod state;
+pub mod transport;
 
 pub use app::App;
