@@ -1,7 +1,11 @@
 //! The body type of every response, and its simplest forms.
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use bytes::Bytes;
 use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full};
+use hyper::body::{Body as HttpBody, Frame, SizeHint};
 
 /// Errors a response body may fail with while streaming.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -26,17 +30,62 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
 }
 
 /// `body`, counting the bytes of its data frames into `sent` as they go.
+///
+/// Its own type rather than `map_frame`: `MapFrame` reports no size hint, and
+/// the send timeout ([`crate::front::send_timeout`]) leaves a small body as it
+/// is only when its size is known; without the hint every streamed response,
+/// 12 KB included, got a task and a channel of its own (≈ 5 % of the CPU of
+/// small HTTP/2 responses).
 pub fn counted(body: Body, sent: prometheus::IntCounter) -> Body {
-    body.map_frame(move |frame| {
-        if let Some(data) = frame.data_ref() {
-            sent.inc_by(data.len() as u64);
+    Counted { inner: body, sent }.boxed()
+}
+
+struct Counted {
+    inner: Body,
+    sent: prometheus::IntCounter,
+}
+
+impl HttpBody for Counted {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let frame = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &frame {
+            if let Some(data) = frame.data_ref() {
+                self.sent.inc_by(data.len() as u64);
+            }
         }
         frame
-    })
-    .boxed()
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// An empty body.
 pub fn empty() -> Body {
     Empty::new().map_err(|never| match never {}).boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_counted_body_keeps_its_size_and_counts_its_bytes() {
+        let sent = prometheus::IntCounter::new("sent", "bytes sent").unwrap();
+        let body = counted(full("twelve bytes"), sent.clone());
+        assert_eq!(body.size_hint().exact(), Some(12));
+        assert_eq!(body.collect().await.unwrap().to_bytes(), "twelve bytes");
+        assert_eq!(sent.get(), 12);
+    }
 }

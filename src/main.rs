@@ -7,6 +7,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+
+/// jemalloc rather than glibc's allocator. Every response allocates buffers
+/// of 8 to 16 KB (TLS records, store reads) that another worker thread may
+/// free; glibc serves those sizes from its bins (consolidation, unlinking),
+/// which took ≈ 10 % of the gateway's CPU on 12 KB responses over HTTP/2 +
+/// TLS. jemalloc: 10 % less CPU per request there, 18 KB instead of 21 KB
+/// per idle connection, 2 MB more at start, peak RSS +7 MB while streaming
+/// (16 clients × 10 MB and 64 × 100 KB).
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use s3gate::config::{Config, ServerConfig};
 use s3gate::front::server::{self, Listener, Live};
 use s3gate::front::App;

@@ -233,7 +233,15 @@ impl App {
                 .with_label_values(&[integration]);
             response = response.map(|body| crate::body::counted(body, sent));
         }
-        response.headers_mut().insert("x-request-id", id.into());
+        // Marked sensitive so that HPACK sends it as a "never indexed"
+        // literal: a value that never repeats would otherwise enter the
+        // HTTP/2 connection's header table on every response, after a walk
+        // through the earlier ids left there. 7 more bytes per response,
+        // 2 % fewer instructions per 12 KB response (callgrind). HTTP/1
+        // ignores the flag.
+        let mut request_id = HeaderValue::from(id);
+        request_id.set_sensitive(true);
+        response.headers_mut().insert("x-request-id", request_id);
         in_flight.answered = true;
         let status = response.status();
         self.count(&in_flight.ctx, status);
