@@ -17,14 +17,22 @@
 # the gateway and the reference share the machine's cores. Read the ratios:
 # absolute figures move with the machine and its neighbours.
 #
-# S3GATE_BENCH_ONLY="presign object" runs only the named scenarios (space-
+# Scenario "fastapi" is what a team would write instead of s3gate's presign
+# endpoint: benches/fastapi_presign.py (FastAPI + boto3) under uvicorn with 2
+# workers, loaded like s3gate's GET /v1/presign.
+#
+# S3GATE_BENCH_ONLY="presign fastapi" runs only the named scenarios (space-
 # separated; unset or empty: all), for the inner loop. The scenarios, in
-# order: presign (1), object (2), batch (3), stream (4), cache (5), crowd
-# (5b), h2 (6), memory (7), instructions (8). The peak RSS row of memory
-# comes from stream.
+# order: presign (1), fastapi (1b), object (2), batch (3), stream (4), cache
+# (5), crowd (5b), h2 (6), memory (7), instructions (8). fastapi alone loads
+# s3gate's presign once for its row; the peak RSS row of memory comes from
+# stream.
 #
 # Needs wrk, nginx, h2load, curl, openssl, python3 and valgrind; as root it
 # installs the Debian packages wrk, nginx-light and nghttp2-client if missing.
+# fastapi, uvicorn and boto3 come from the test venv ($S3GATE_TEST_VENV, or
+# .venv, made as scripts/test makes it; installed from tests/requirements.txt
+# when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
@@ -34,7 +42,7 @@ prog=benches/load.sh
 # shellcheck source=benches/lib.sh
 . benches/lib.sh
 
-scenarios="presign object batch stream cache crowd h2 memory instructions"
+scenarios="presign fastapi object batch stream cache crowd h2 memory instructions"
 only=${S3GATE_BENCH_ONLY:-}
 for name in $only; do
     case " $scenarios " in *" $name "*) ;; *) die "S3GATE_BENCH_ONLY: no scenario '$name' (scenarios: $scenarios)" ;; esac
@@ -52,6 +60,16 @@ fi
 for tool in curl openssl python3 valgrind; do
     command -v "$tool" >/dev/null || die "$tool not found (apt-get install $tool)"
 done
+if want fastapi; then
+    venv=${S3GATE_TEST_VENV:-$PWD/.venv}
+    has_fastapi() { "$venv/bin/python" -c 'import boto3, fastapi, httptools, uvicorn, uvloop' 2>/dev/null; }
+    if ! has_fastapi; then
+        say "installing the test components (fastapi, uvicorn, boto3) into $venv"
+        python3 -m venv "$venv" || die "python3 -m venv $venv failed"
+        "$venv/bin/python" -m pip install --quiet -r tests/requirements.txt || die "pip install -r tests/requirements.txt failed"
+        has_fastapi || die "fastapi, uvicorn[standard] or boto3 missing from $venv after the install"
+    fi
+fi
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 [ "$(ulimit -n)" -ge 12000 ] || die "needs 12000 open files (ulimit -n), has $(ulimit -n)"
 
@@ -305,6 +323,67 @@ say "1. GET /v1/presign ($presign_bytes-byte answer)"
 load t_presign 64 "$trivial/v1/presign?locator=s3%3A%2F%2Fbench%2Fobj100k" -H "$auth"
 load g_presign 64 "$presign_url" -H "$auth"
 row "GET /v1/presign, c64 (req/s)" "trivial hyper" "$(round "$rps_t_presign")" "$(round "$rps_g_presign")" "$p99_t_presign" "$p99_g_presign"
+rotate_logs
+fi
+
+# --- 1b. what a team would write instead: FastAPI + boto3 ----------------------------
+if want fastapi; then
+# benches/fastapi_presign.py under uvicorn, 2 worker processes (one per core,
+# as s3gate's tokio runtime has one worker thread per core), signing for the
+# same store with the same keys and checking the same token digest. uvicorn's
+# access log stays on, its default, as s3gate's does (both write it to a file
+# here). --loop uvloop --http httptools are what uvicorn[standard] picks
+# anyway: named so that a missing one fails rather than falls back to asyncio
+# and h11.
+fapi_port=$(free_port)
+PRESIGN_STORE_URL="http://127.0.0.1:$up_port" PRESIGN_ACCESS_KEY_ID=AKIABENCHBENCH000001 \
+    PRESIGN_SECRET_ACCESS_KEY="$S3GATE_BENCH_SECRET" PRESIGN_BUCKETS="bench cached" PRESIGN_TOKEN_SHA256="$token_sha" \
+    "$venv/bin/uvicorn" --app-dir benches fastapi_presign:app --host 127.0.0.1 --port "$fapi_port" \
+    --workers 2 --loop uvloop --http httptools >"$dir/fastapi.log" 2>&1 &
+pid_fastapi=$!
+pids+=("$pid_fastapi")
+deadline=$((SECONDS + 60))
+until [ "$(grep -c 'Application startup complete' "$dir/fastapi.log")" -ge 2 ]; do
+    if ! kill -0 "$pid_fastapi" 2>/dev/null || [ $SECONDS -ge $deadline ]; then
+        cat "$dir/fastapi.log" >&2
+        die "uvicorn's 2 workers did not start"
+    fi
+    sleep 0.1
+done
+# The workers and multiprocessing's resource tracker: the exit trap kills them too.
+mapfile -t fapi_children < <(pgrep -P "$pid_fastapi")
+pids+=("${fapi_children[@]}")
+fapi_url="http://127.0.0.1:$fapi_port/v1/presign?locator=s3%3A%2F%2Fbench%2Fobj100k"
+fapi_bytes=$(body_size -H "$auth" "$fapi_url")
+check "$fapi_url" 200 "$fapi_bytes" -H "$auth"
+curl -sS -H "$auth" "$fapi_url" >"$dir/fastapi-answer.json"
+curl -sS -H "$auth" "$presign_url" >"$dir/s3gate-answer.json"
+fapi_location=$(python3 -c '
+import json, sys
+fastapi, s3gate = (json.load(open(p)) for p in sys.argv[1:3])
+assert sorted(fastapi) == sorted(s3gate), "fields %s, s3gate has %s" % (sorted(fastapi), sorted(s3gate))
+assert fastapi["url"].startswith(sys.argv[3]), "not on the store"
+assert "X-Amz-Algorithm=AWS4-HMAC-SHA256&" in fastapi["url"], "not SigV4"
+print(fastapi["url"])' "$dir/fastapi-answer.json" "$dir/s3gate-answer.json" "http://127.0.0.1:$up_port/bench/obj100k?") ||
+    die "FastAPI's answer is not s3gate's with a URL on the store: $(cat "$dir/fastapi-answer.json")"
+check "$fapi_location" 200 102400
+for header in "" "Authorization: Bearer not-$token"; do
+    status=$(curl -sS -o /dev/null -w '%{http_code}' ${header:+-H "$header"} "$fapi_url")
+    [ "$status" = 401 ] || die "FastAPI answered $status to ${header:-no Authorization}, wanted 401"
+done
+say "1b. GET /v1/presign: FastAPI + boto3, uvicorn 2 workers ($fapi_bytes-byte answer)"
+load f_presign 64 "$fapi_url" -H "$auth"
+[ -n "${rps_g_presign:-}" ] || load g_presign 64 "$presign_url" -H "$auth"
+stop "$pid_fastapi"
+for pid in "${fapi_children[@]}"; do
+    deadline=$((SECONDS + 10))
+    while kill -0 "$pid" 2>/dev/null; do
+        [ $SECONDS -lt $deadline ] || { kill "$pid" 2>/dev/null; die "uvicorn's child $pid outlived it"; }
+        sleep 0.1
+    done
+done
+# shellcheck disable=SC2154 # rps_f_presign and p99_f_presign: set by load through printf -v
+row "GET /v1/presign, c64 (req/s)" "FastAPI + boto3, uvicorn 2 workers" "$(round "$rps_f_presign")" "$(round "$rps_g_presign")" "$p99_f_presign" "$p99_g_presign"
 rotate_logs
 fi
 
