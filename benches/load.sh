@@ -17,8 +17,22 @@
 # the gateway and the reference share the machine's cores. Read the ratios:
 # absolute figures move with the machine and its neighbours.
 #
+# Scenario "fastapi" is what a team would write instead of s3gate's presign
+# endpoint: benches/fastapi_presign.py (FastAPI + boto3) under uvicorn with 2
+# workers, loaded like s3gate's GET /v1/presign.
+#
+# S3GATE_BENCH_ONLY="presign fastapi" runs only the named scenarios (space-
+# separated; unset or empty: all), for the inner loop. The scenarios, in
+# order: presign (1), fastapi (1b), object (2), batch (3), stream (4), cache
+# (5), crowd (5b), h2 (6), memory (7), instructions (8). fastapi alone loads
+# s3gate's presign once for its row; the peak RSS row of memory comes from
+# stream.
+#
 # Needs wrk, nginx, h2load, curl, openssl, python3 and valgrind; as root it
 # installs the Debian packages wrk, nginx-light and nghttp2-client if missing.
+# fastapi, uvicorn and boto3 come from the test venv ($S3GATE_TEST_VENV, or
+# .venv, made as scripts/test makes it; installed from tests/requirements.txt
+# when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
@@ -27,6 +41,15 @@ case "$secs" in '' | *[!0-9]*) echo "usage: benches/load.sh [SECONDS]" >&2; exit
 prog=benches/load.sh
 # shellcheck source=benches/lib.sh
 . benches/lib.sh
+
+scenarios="presign fastapi object batch stream cache crowd h2 memory instructions"
+only=${S3GATE_BENCH_ONLY:-}
+for name in $only; do
+    case " $scenarios " in *" $name "*) ;; *) die "S3GATE_BENCH_ONLY: no scenario '$name' (scenarios: $scenarios)" ;; esac
+done
+# want NAME: whether scenario NAME runs. Each numbered section below is one
+# `if want NAME; then ... fi`, its body left unindented (its lines as they were).
+want() { [ -z "${only// /}" ] || [[ " $only " == *" $1 "* ]]; }
 
 nginx=/usr/sbin/nginx
 if ! command -v wrk >/dev/null || ! command -v h2load >/dev/null || [ ! -x "$nginx" ]; then
@@ -37,6 +60,16 @@ fi
 for tool in curl openssl python3 valgrind; do
     command -v "$tool" >/dev/null || die "$tool not found (apt-get install $tool)"
 done
+if want fastapi; then
+    venv=${S3GATE_TEST_VENV:-$PWD/.venv}
+    has_fastapi() { "$venv/bin/python" -c 'import boto3, fastapi, httptools, uvicorn, uvloop' 2>/dev/null; }
+    if ! has_fastapi; then
+        say "installing the test components (fastapi, uvicorn, boto3) into $venv"
+        python3 -m venv "$venv" || die "python3 -m venv $venv failed"
+        "$venv/bin/python" -m pip install --quiet -r tests/requirements.txt || die "pip install -r tests/requirements.txt failed"
+        has_fastapi || die "fastapi, uvicorn[standard] or boto3 missing from $venv after the install"
+    fi
+fi
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 [ "$(ulimit -n)" -ge 12000 ] || die "needs 12000 open files (ulimit -n), has $(ulimit -n)"
 
@@ -284,13 +317,78 @@ curl -sS -H "$auth" "$presign_url" | grep -q '"url":"http://127.0.0.1' || die "p
 start_trivial trivial "$presign_bytes"
 trivial="http://127.0.0.1:$port_trivial"
 check "$trivial/v1/presign" 200 "$presign_bytes"
+# The checks above and the trivial handler serve every selection (2 and 8 use them).
+if want presign; then
 say "1. GET /v1/presign ($presign_bytes-byte answer)"
 load t_presign 64 "$trivial/v1/presign?locator=s3%3A%2F%2Fbench%2Fobj100k" -H "$auth"
 load g_presign 64 "$presign_url" -H "$auth"
 row "GET /v1/presign, c64 (req/s)" "trivial hyper" "$(round "$rps_t_presign")" "$(round "$rps_g_presign")" "$p99_t_presign" "$p99_g_presign"
 rotate_logs
+fi
+
+# --- 1b. what a team would write instead: FastAPI + boto3 ----------------------------
+if want fastapi; then
+# benches/fastapi_presign.py under uvicorn, 2 worker processes (one per core,
+# as s3gate's tokio runtime has one worker thread per core), signing for the
+# same store with the same keys and checking the same token digest. uvicorn's
+# access log stays on, its default, as s3gate's does (both write it to a file
+# here). --loop uvloop --http httptools are what uvicorn[standard] picks
+# anyway: named so that a missing one fails rather than falls back to asyncio
+# and h11.
+fapi_port=$(free_port)
+PRESIGN_STORE_URL="http://127.0.0.1:$up_port" PRESIGN_ACCESS_KEY_ID=AKIABENCHBENCH000001 \
+    PRESIGN_SECRET_ACCESS_KEY="$S3GATE_BENCH_SECRET" PRESIGN_BUCKETS="bench cached" PRESIGN_TOKEN_SHA256="$token_sha" \
+    "$venv/bin/uvicorn" --app-dir benches fastapi_presign:app --host 127.0.0.1 --port "$fapi_port" \
+    --workers 2 --loop uvloop --http httptools >"$dir/fastapi.log" 2>&1 &
+pid_fastapi=$!
+pids+=("$pid_fastapi")
+deadline=$((SECONDS + 60))
+until [ "$(grep -c 'Application startup complete' "$dir/fastapi.log")" -ge 2 ]; do
+    if ! kill -0 "$pid_fastapi" 2>/dev/null || [ $SECONDS -ge $deadline ]; then
+        cat "$dir/fastapi.log" >&2
+        die "uvicorn's 2 workers did not start"
+    fi
+    sleep 0.1
+done
+# The workers and multiprocessing's resource tracker: the exit trap kills them too.
+mapfile -t fapi_children < <(pgrep -P "$pid_fastapi")
+pids+=("${fapi_children[@]}")
+fapi_url="http://127.0.0.1:$fapi_port/v1/presign?locator=s3%3A%2F%2Fbench%2Fobj100k"
+fapi_bytes=$(body_size -H "$auth" "$fapi_url")
+check "$fapi_url" 200 "$fapi_bytes" -H "$auth"
+curl -sS -H "$auth" "$fapi_url" >"$dir/fastapi-answer.json"
+curl -sS -H "$auth" "$presign_url" >"$dir/s3gate-answer.json"
+fapi_location=$(python3 -c '
+import json, sys
+fastapi, s3gate = (json.load(open(p)) for p in sys.argv[1:3])
+assert sorted(fastapi) == sorted(s3gate), "fields %s, s3gate has %s" % (sorted(fastapi), sorted(s3gate))
+assert fastapi["url"].startswith(sys.argv[3]), "not on the store"
+assert "X-Amz-Algorithm=AWS4-HMAC-SHA256&" in fastapi["url"], "not SigV4"
+print(fastapi["url"])' "$dir/fastapi-answer.json" "$dir/s3gate-answer.json" "http://127.0.0.1:$up_port/bench/obj100k?") ||
+    die "FastAPI's answer is not s3gate's with a URL on the store: $(cat "$dir/fastapi-answer.json")"
+check "$fapi_location" 200 102400
+for header in "" "Authorization: Bearer not-$token"; do
+    status=$(curl -sS -o /dev/null -w '%{http_code}' ${header:+-H "$header"} "$fapi_url")
+    [ "$status" = 401 ] || die "FastAPI answered $status to ${header:-no Authorization}, wanted 401"
+done
+say "1b. GET /v1/presign: FastAPI + boto3, uvicorn 2 workers ($fapi_bytes-byte answer)"
+load f_presign 64 "$fapi_url" -H "$auth"
+[ -n "${rps_g_presign:-}" ] || load g_presign 64 "$presign_url" -H "$auth"
+stop "$pid_fastapi"
+for pid in "${fapi_children[@]}"; do
+    deadline=$((SECONDS + 10))
+    while kill -0 "$pid" 2>/dev/null; do
+        [ $SECONDS -lt $deadline ] || { kill "$pid" 2>/dev/null; die "uvicorn's child $pid outlived it"; }
+        sleep 0.1
+    done
+done
+# shellcheck disable=SC2154 # rps_f_presign and p99_f_presign: set by load through printf -v
+row "GET /v1/presign, c64 (req/s)" "FastAPI + boto3, uvicorn 2 workers" "$(round "$rps_f_presign")" "$(round "$rps_g_presign")" "$p99_f_presign" "$p99_g_presign"
+rotate_logs
+fi
 
 # --- 2. /v1/object redirect ---------------------------------------------------------
+if want object; then
 object_url="$gw/v1/object?locator=s3%3A%2F%2Fbench%2Fobj100k"
 check "$object_url" 307 0 -H "$auth"
 location=$(curl -sS -o /dev/null -w '%{redirect_url}' -H "$auth" "$object_url")
@@ -300,8 +398,10 @@ load t_object 64 "$trivial/v1/object?locator=s3%3A%2F%2Fbench%2Fobj100k" -H "$au
 load g_object 64 "$object_url" -H "$auth"
 row "/v1/object 307 redirect, c64 (req/s)" "trivial hyper" "$(round "$rps_t_object")" "$(round "$rps_g_object")" "$p99_t_object" "$p99_g_object"
 rotate_logs
+fi
 
 # --- 3. POST /v1/presign, 1,000 locators -----------------------------------------------
+if want batch; then
 python3 -c 'import json; print(json.dumps({"locators": ["s3://bench/images/%06d.jpg" % i for i in range(1000)]}))' >"$dir/batch.json"
 batch_bytes=$(body_size -H "$auth" -H 'Content-Type: application/json' --data-binary @"$dir/batch.json" "$gw/v1/presign")
 check "$gw/v1/presign" 200 "$batch_bytes" -H "$auth" -H 'Content-Type: application/json' --data-binary @"$dir/batch.json"
@@ -324,8 +424,10 @@ stop "$pid_trivialbatch"
 row "POST /v1/presign ×1,000, c16 (locators/s)" "trivial hyper, same bytes" "$(round "$(awk -v r="$rps_t_batch" 'BEGIN {print r * 1000}')")" \
     "$(round "$(awk -v r="$rps_g_batch" 'BEGIN {print r * 1000}')")" "$p99_t_batch" "$p99_g_batch"
 rotate_logs
+fi
 
 # --- 4. streaming through the S3 front ------------------------------------------------
+if want stream; then
 check "$gw/bench/obj100k" 200 102400
 check "http://127.0.0.1:$peer_port/bench/obj100k" 200 102400
 check "$gw/bench/obj10m" 200 10485760
@@ -348,8 +450,10 @@ row "S3 front GET 10 MB, c16 (MB/s)" "nginx proxy_pass" "$(round "$mbs_n_10m")" 
 peak_nginx=$(cat "$dir/peak-nginx")
 peak_s3gate=$(cat "$dir/peak-s3gate")
 rotate_logs
+fi
 
 # --- 5. media cache hits and a cold crowd ------------------------------------------------
+if want cache; then
 gwc="http://127.0.0.1:$port_gwcache"
 ngc="http://127.0.0.1:$peer_cache_port"
 check "$gwc/cached/obj100k" 200 102400
@@ -362,6 +466,9 @@ load g_hit 64 "$gwc/cached/obj100k"
 row "cache hits 100 KB, c64 (req/s)" "nginx proxy_cache" "$(round "$rps_n_hit")" "$(round "$rps_g_hit")" "$p99_n_hit" "$p99_g_hit"
 curl -sS -D - -o /dev/null "$gwc/cached/obj100k" | grep -qi '^x-cache-status: HIT' || die "s3gate's cache stopped answering HIT"
 rotate_logs
+fi
+
+if want crowd; then
 # crowd NAME URL PATH: 64 concurrent GETs of one cold 10 MB object; sets
 # crowd_s_NAME (seconds until all finished) and crowd_gets_NAME (upstream GETs).
 crowd() {
@@ -383,8 +490,10 @@ say "crowd: nginx $crowd_s_n s, $crowd_gets_n upstream GETs; s3gate $crowd_s_g s
 row "cold crowd: 64 clients × one 10 MB object, time to finish (s)" "nginx proxy_cache_lock" "$crowd_s_n" "$crowd_s_g"
 row "cold crowd: upstream GETs (s3gate: 10 slices of 1 MiB)" "nginx proxy_cache_lock" "$crowd_gets_n" "$crowd_gets_g"
 rotate_logs
+fi
 
 # --- 6. HTTP/2 over TLS, 12 KB ------------------------------------------------------
+if want h2; then
 gwt="https://127.0.0.1:$port_gwtls"
 ngt="https://127.0.0.1:$peer_tls_port"
 check "$gwt/bench/obj12k" 200 12288 -k --http2
@@ -405,8 +514,10 @@ h2 n_h2 "$ngt/bench/obj12k"
 h2 g_h2 "$gwt/bench/obj12k"
 row "HTTP/2 + TLS GET 12 KB, h2load -c8 -m32 (req/s)" "nginx ssl http2 proxy_pass" "$(round "$rps_n_h2")" "$(round "$rps_g_h2")"
 rotate_logs
+fi
 
 # --- 7. memory ---------------------------------------------------------------------
+if want memory; then
 # idle_rss NAME PORT PID: sets idle0_NAME and idle_NAME, the RSS (KiB)
 # before and with 5,000 idle keep-alive connections.
 idle_rss() {
@@ -433,10 +544,12 @@ row "RSS with 5,000 idle keep-alive conns (MB)" "trivial hyper" "$(mb "$idle_t")
 row "RSS with 5,000 idle keep-alive conns (MB)" "nginx, master + 2 workers" "$(mb "$idle_n")" "$(mb "$idle_g")"
 row "RSS per idle conn (KB)" "trivial hyper" "$(per_conn "$idle0_t" "$idle_t")" "$(per_conn "$idle0_g" "$idle_g")"
 row "RSS per idle conn (KB)" "nginx, master + 2 workers" "$(per_conn "$idle0_n" "$idle_n")" "$(per_conn "$idle0_g" "$idle_g")"
-row "peak RSS, 16 clients streaming 10 MB (MB)" "nginx, master + 2 workers" "$(mb "$peak_nginx")" "$(mb "$peak_s3gate")"
+[ -z "${peak_nginx:-}" ] || row "peak RSS, 16 clients streaming 10 MB (MB)" "nginx, master + 2 workers" "$(mb "$peak_nginx")" "$(mb "$peak_s3gate")"
 rotate_logs
+fi
 
 # --- 8. instructions per presign request ---------------------------------------------
+if want instructions; then
 # instructions NAME N: sets total_NAME_N, callgrind's instruction count of a
 # whole run (start, N presign requests on one connection, stop).
 instructions() {
@@ -473,15 +586,19 @@ cg_g=$(((total_s3gate_2000 - total_s3gate_0) / n))
 cg_t=$(((total_trivial_2000 - total_trivial_0) / n))
 echo "instructions/request: $cg_g" >&2
 row "instructions per GET /v1/presign (callgrind)" "trivial hyper" "$cg_t" "$cg_g"
+fi
 
 # --- the table ------------------------------------------------------------------
 cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 echo
 echo "Machine: $(nproc) cores, $cpu; $(uname -r); wrk -t1 -d${secs}s; $("$nginx" -v 2>&1 | sed 's/.*: //'); s3gate $(git describe --always --dirty 2>/dev/null || echo '?')"
-echo "Presign answer: $presign_bytes bytes; batch answer: $batch_bytes bytes; ratio = s3gate / reference."
+echo "Presign answer: $presign_bytes bytes; batch answer: ${batch_bytes:--} bytes; ratio = s3gate / reference."
+[ -z "${only// /}" ] || echo "Only the scenarios S3GATE_BENCH_ONLY=\"$only\"."
 echo
 echo "| scenario | reference | reference figure | s3gate figure | ratio | reference p99 | s3gate p99 |"
 echo "| --- | --- | ---: | ---: | ---: | ---: | ---: |"
 cat "$rows"
-echo
-echo "instructions/request: $cg_g"
+if [ -n "${cg_g:-}" ]; then
+    echo
+    echo "instructions/request: $cg_g"
+fi
