@@ -8,6 +8,15 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+use s3gate::config::{Config, ServerConfig};
+use s3gate::front::server::{self, Listener, Live};
+use s3gate::front::App;
+use s3gate::logging;
+use s3gate::notify;
+use s3gate::presign::{self, PresignOptions};
+use s3gate::setup::policy::Documents;
+use s3gate::setup::probe;
+
 /// jemalloc rather than glibc's allocator. Every response allocates buffers
 /// of 8 to 16 KB (TLS records, store reads) that another worker thread may
 /// free; glibc serves those sizes from its bins (consolidation, unlinking),
@@ -18,14 +27,6 @@ use clap::{Parser, Subcommand};
 #[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-use s3gate::config::{Config, ServerConfig};
-use s3gate::front::server::{self, Listener, Live};
-use s3gate::front::App;
-use s3gate::logging;
-use s3gate::notify;
-use s3gate::presign::{self, PresignOptions};
-use s3gate::setup::policy::Documents;
-use s3gate::setup::probe;
 
 #[derive(Debug, Parser)]
 #[command(version, about = "A local, S3-compatible presigning gateway")]

@@ -139,8 +139,17 @@ impl Activity {
         }
         self.requests.fetch_add(1, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::SeqCst);
-        self.changed.notify_one();
+        self.notify();
         RequestGuard(self.clone())
+    }
+
+    /// Wakes an HTTP/2 connection's task, whose streams run in tasks of
+    /// their own. An HTTP/1 connection's requests start and end while its
+    /// task polls hyper, which looks at the deadlines after each poll.
+    fn notify(&self) {
+        if self.http2.load(Ordering::Relaxed) {
+            self.changed.notify_one();
+        }
     }
 
     /// Requests received so far.
@@ -165,12 +174,9 @@ impl Activity {
             && !self.last_request.load(Ordering::Relaxed)
     }
 
-    /// Records whether the socket refused a write; a refused write going
-    /// out wakes the connection's task.
+    /// Records whether the socket refused a write.
     fn write_pending(&self, pending: bool) {
-        if self.write_pending.swap(pending, Ordering::SeqCst) && !pending {
-            self.changed.notify_one();
-        }
+        self.write_pending.store(pending, Ordering::SeqCst);
     }
 
     /// The next deadline and what it means, or `None` while requests are
@@ -201,7 +207,7 @@ impl Activity {
         }
     }
 
-    /// Resolves after the next change of the requests in flight.
+    /// Resolves after the next change of the requests in flight (HTTP/2).
     pub async fn changed(&self) {
         self.changed.notified().await;
     }
@@ -237,7 +243,7 @@ impl Drop for RequestGuard {
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Instant::now();
         activity.in_flight.fetch_sub(1, Ordering::SeqCst);
-        activity.changed.notify_one();
+        activity.notify();
     }
 }
 
