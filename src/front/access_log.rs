@@ -53,21 +53,39 @@ impl AccessLine {
 
     /// Writes the line: `bytes` of body sent, `complete` if the body ended.
     pub fn write(&self, bytes: u64, complete: bool) {
+        if !tracing::enabled!(target: "s3gate::access", tracing::Level::INFO) {
+            return;
+        }
         let micros = u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX);
-        tracing::info!(
-            target: "s3gate::access",
-            id = self.id,
-            method = %self.method,
-            path = %self.path,
-            status = self.status,
-            client = %self.client,
-            via = %self.via,
-            integration = %self.integration,
-            cache = %self.cache,
-            bytes,
-            complete,
-            micros,
-        );
+        let written = crate::logging::line::info("s3gate::access", |line| {
+            line.u64("id", self.id)
+                .str("method", self.method.as_str())
+                .str("path", &self.path)
+                .u64("status", u64::from(self.status))
+                .str("client", &self.client)
+                .str("via", self.via)
+                .str("integration", &self.integration)
+                .str("cache", self.cache)
+                .u64("bytes", bytes)
+                .bool("complete", complete)
+                .u64("micros", micros);
+        });
+        if !written {
+            tracing::info!(
+                target: "s3gate::access",
+                id = self.id,
+                method = %self.method,
+                path = %self.path,
+                status = self.status,
+                client = %self.client,
+                via = %self.via,
+                integration = %self.integration,
+                cache = %self.cache,
+                bytes,
+                complete,
+                micros,
+            );
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 //! batch drops lines (counted, and exported as `s3gate_log_lines_dropped`)
 //! rather than stall a request.
 
+pub mod line;
 mod text;
 mod writer;
 
@@ -61,11 +62,13 @@ pub fn init(format: Format) -> Flush {
     let _ = WRITER.set(writer.clone());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter())
-        .with_writer(writer);
+        .with_writer(writer.clone());
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    if !(terminal && format == Format::Text) {
+        line::enable(writer.clone(), format);
+    }
     match format {
-        Format::Text if std::io::IsTerminal::is_terminal(&std::io::stderr()) => {
-            builder.with_ansi(true).init();
-        }
+        Format::Text if terminal => builder.with_ansi(true).init(),
         Format::Text => builder.event_format(text::Text).init(),
         Format::Json => builder.json().flatten_event(true).init(),
     }

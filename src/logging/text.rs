@@ -85,7 +85,7 @@ impl Visit for Fields<'_, '_> {
 /// Writes through, with control characters (line breaks, terminal escapes)
 /// as `\u{…}`: text from a store, STS or a file can neither split a line
 /// nor drive a terminal that shows the log.
-struct Escaped<'w, W: Write>(&'w mut W);
+pub(super) struct Escaped<'w, W: Write>(pub(super) &'w mut W);
 
 impl<W: Write> Write for Escaped<'_, W> {
     fn write_str(&mut self, text: &str) -> fmt::Result {
@@ -111,7 +111,7 @@ thread_local! {
 
 /// `time` as RFC 3339 in UTC with microseconds; the date and time of day are
 /// computed once per second per thread.
-fn write_timestamp(writer: &mut impl Write, time: SystemTime) -> fmt::Result {
+pub(super) fn write_timestamp(writer: &mut impl Write, time: SystemTime) -> fmt::Result {
     let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
     SECOND.with_borrow_mut(|(second, text)| {

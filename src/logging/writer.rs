@@ -167,6 +167,14 @@ impl<'a> MakeWriter<'a> for BatchWriter {
 }
 
 impl BatchWriter {
+    /// A writer for one line; `urgent` for a warning or an error.
+    pub(super) fn line(&self, urgent: bool) -> Line<'_> {
+        Line {
+            shared: &self.0,
+            urgent,
+        }
+    }
+
     /// Lines dropped so far because the batch was full.
     pub(super) fn dropped(&self) -> usize {
         self.0.dropped.load(Ordering::Relaxed)
