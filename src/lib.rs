@@ -23,6 +23,7 @@ pub mod demo;
 pub mod error;
 pub mod front;
 pub mod hex;
+pub mod json;
 pub mod locator;
 pub mod logging;
 pub mod metrics;

@@ -76,6 +76,32 @@ pub struct Presigned {
     pub window_left: Option<u64>,
 }
 
+impl Presigned {
+    /// `{"url":…,"expires_at":…,"integration":…}`, as serde_json writes it
+    /// (a test compares), into a buffer sized once: serde_json's writer
+    /// grows its buffer and escapes byte by byte, ≈ 5 % of a presign's
+    /// instructions (callgrind).
+    pub fn to_json(&self) -> String {
+        let fields = [
+            ("url", &self.url),
+            ("expires_at", &self.expires_at),
+            ("integration", &self.integration),
+        ];
+        let length: usize = fields.iter().map(|(k, v)| k.len() + v.len() + 8).sum();
+        let mut out = String::with_capacity(length + 2);
+        let mut separator = '{';
+        for (name, value) in fields {
+            out.push(separator);
+            separator = ',';
+            crate::json::push_string(&mut out, name);
+            out.push(':');
+            crate::json::push_string(&mut out, value);
+        }
+        out.push('}');
+        out
+    }
+}
+
 impl PresignOptions {
     /// The S3 query parameters these options add to a read of `resolved`.
     pub fn s3_query<'a>(&'a self, resolved: &'a Resolved) -> Vec<(&'a str, &'a str)> {
@@ -247,6 +273,21 @@ pub fn parse_expires(s: &str) -> Result<u64, Error> {
 mod tests {
     use super::*;
     use crate::config::Config;
+
+    #[test]
+    fn the_json_is_what_serde_json_writes() {
+        let presigned = Presigned {
+            url: "https://s/b/k?X-Amz-Signature=ab&q=\"x\"".into(),
+            expires_at: "2026-12-05T00:00:00Z".into(),
+            integration: "media\n".into(),
+            expires_in: 1,
+            window_left: Some(2),
+        };
+        assert_eq!(
+            presigned.to_json(),
+            serde_json::to_string(&presigned).unwrap()
+        );
+    }
 
     async fn resolved(extra: &str) -> Resolved {
         let config = Config::parse(&format!(

@@ -139,10 +139,10 @@ async fn presign_one<B>(
 ) -> Result<Response<Body>, Error> {
     let query = query(request, PRESIGN_PARAMS)?;
     let options = presign_options(ctx, &query)?;
-    let base = gateway_url::base_url(state, request.uri(), request.headers());
-    let presigned = presign_for(state, ctx, &base, query.require("locator")?, &options).await?;
-    let body = serde_json::to_string(&presigned).map_err(|e| Error::Internal(e.to_string()))?;
-    Ok(response::json(StatusCode::OK, body))
+    // Only proxy delivery needs the gateway's own URL.
+    let base = || gateway_url::base_url(state, request.uri(), request.headers());
+    let presigned = presign_for(state, ctx, base, query.require("locator")?, &options).await?;
+    Ok(response::json(StatusCode::OK, presigned.to_json()))
 }
 
 /// `POST /v1/presign` with `{"locators":[...]}`: one result per locator, in order.
@@ -170,7 +170,7 @@ where
     options.not_after = ctx.caller.grant().map(|grant| grant.expires_at);
     let mut results = Vec::with_capacity(batch.locators.len());
     for locator in &batch.locators {
-        let item = match presign_for(state, ctx, &base, locator, &options).await {
+        let item = match presign_for(state, ctx, || base.clone(), locator, &options).await {
             Ok(p) => serde_json::json!({
                 "locator": locator, "url": p.url, "expires_at": p.expires_at, "integration": p.integration,
             }),
@@ -188,7 +188,7 @@ where
 async fn presign_for(
     state: &State,
     ctx: &mut RequestContext,
-    base: &Result<String, Error>,
+    base: impl FnOnce() -> Result<String, Error>,
     locator: &str,
     options: &PresignOptions,
 ) -> Result<Presigned, Error> {
@@ -196,9 +196,9 @@ async fn presign_for(
     match resolved.integration.delivery {
         Delivery::Proxy => {
             content::check_override(options.response_content_type.as_deref())?;
-            let base = base.as_ref().map_err(Clone::clone)?;
+            let base = base()?;
             let now = SystemTime::now();
-            gateway_url::sign(state, ctx, base, locator, &resolved, options, now)
+            gateway_url::sign(state, ctx, &base, locator, &resolved, options, now)
         }
         Delivery::Redirect => presign::presign(&resolved, options).await,
     }

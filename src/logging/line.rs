@@ -45,7 +45,7 @@ impl Fields<'_> {
     pub fn str(&mut self, name: &str, value: &str) -> &mut Self {
         self.name(name);
         if self.json {
-            json_string(self.text, value);
+            crate::json::push_string(self.text, value);
         } else {
             let _ = Escaped(&mut *self.text).write_str(value);
         }
@@ -121,35 +121,10 @@ fn build(
     fields(&mut Fields { text, json });
     if json {
         text.push_str(",\"target\":");
-        json_string(text, target);
+        crate::json::push_string(text, target);
         text.push('}');
     }
     text.push('\n');
-}
-
-/// `value` as a JSON string, as serde_json writes it.
-fn json_string(out: &mut String, value: &str) {
-    out.push('"');
-    let mut rest = value;
-    while let Some(at) = rest.find(|c: char| c == '"' || c == '\\' || c < ' ') {
-        out.push_str(&rest[..at]);
-        let c = rest.as_bytes()[at];
-        match c {
-            b'"' => out.push_str("\\\""),
-            b'\\' => out.push_str("\\\\"),
-            b'\n' => out.push_str("\\n"),
-            b'\r' => out.push_str("\\r"),
-            b'\t' => out.push_str("\\t"),
-            0x08 => out.push_str("\\b"),
-            0x0c => out.push_str("\\f"),
-            _ => {
-                let _ = write!(out, "\\u{c:04x}");
-            }
-        }
-        rest = &rest[at + 1..];
-    }
-    out.push_str(rest);
-    out.push('"');
 }
 
 #[cfg(test)]
@@ -216,21 +191,6 @@ mod tests {
                     "json: {json}"
                 );
             }
-        }
-    }
-
-    #[test]
-    fn json_strings_are_escaped_as_serde_json_does() {
-        for value in [
-            "plain",
-            "a\"b\\c",
-            "line\nbreak\r\t",
-            "\u{1}\u{1f}\u{7f}é",
-            "",
-        ] {
-            let mut out = String::new();
-            json_string(&mut out, value);
-            assert_eq!(out, serde_json::to_string(value).unwrap(), "{value:?}");
         }
     }
 }

@@ -11,7 +11,7 @@
 //! the host a presigned URL must be signed for.
 
 use crate::locator::{dns_suffix, AccessPointArn};
-use crate::sigv4::encode_path;
+use crate::sigv4::canonical::{encode_path_into, encoded_len_hint};
 
 /// Scheme and authority of an HTTP origin; the authority omits the default port.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,18 +85,27 @@ pub struct Address {
 }
 
 impl Address {
-    fn new(scheme: &'static str, host: String, raw_path: &str) -> Self {
-        Self {
-            scheme,
-            host,
-            path: encode_path(raw_path),
+    /// The address of `/segment/segment...` on `host`, each segment
+    /// percent-encoded (its own `/` kept).
+    fn new(scheme: &'static str, host: String, segments: &[&str]) -> Self {
+        let hint = segments.iter().map(|s| encoded_len_hint(s) + 1).sum();
+        let mut path = String::with_capacity(hint);
+        for segment in segments {
+            path.push('/');
+            encode_path_into(segment, &mut path);
         }
+        Self { scheme, host, path }
     }
 
     /// `scheme://host/path?query` (no `?` when `query` is empty).
     pub fn url(&self, query: &str) -> String {
-        let sep = if query.is_empty() { "" } else { "?" };
-        format!("{}://{}{}{sep}{query}", self.scheme, self.host, self.path)
+        let parts = [self.scheme, "://", &self.host, &self.path, "?", query];
+        let parts = if query.is_empty() {
+            &parts[..4]
+        } else {
+            &parts[..]
+        };
+        parts.concat()
     }
 }
 
@@ -159,16 +168,16 @@ impl Endpoint {
             }
         };
         let virtual_hosted = match &self.kind {
-            Kind::AccessPoint { .. } => return Address::new(scheme, base_host, &format!("/{key}")),
+            Kind::AccessPoint { .. } => return Address::new(scheme, base_host, &[key]),
             Kind::Aws { .. } => !self.path_style && !bucket.contains('.'),
             Kind::Custom { .. } => !self.path_style,
         };
         if virtual_hosted {
-            Address::new(scheme, format!("{bucket}.{base_host}"), &format!("/{key}"))
+            Address::new(scheme, format!("{bucket}.{base_host}"), &[key])
         } else if key.is_empty() {
-            Address::new(scheme, base_host, &format!("/{bucket}"))
+            Address::new(scheme, base_host, &[bucket])
         } else {
-            Address::new(scheme, base_host, &format!("/{bucket}/{key}"))
+            Address::new(scheme, base_host, &[bucket, key])
         }
     }
 }
