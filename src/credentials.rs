@@ -394,6 +394,18 @@ impl Sessions {
             }
             self.cache.invalidate(&role.id).await;
         }
+        // Boxed: a miss waits on STS through moka, a future of ≈ 1.5 KB
+        // that every request's future would otherwise carry and copy.
+        Box::pin(self.fetch(role, integration)).await
+    }
+
+    /// Credentials of `role` that are not in the cache: fetched once however
+    /// many ask at the same time.
+    async fn fetch(
+        self: &Arc<Self>,
+        role: &Arc<Role>,
+        integration: &str,
+    ) -> Result<Arc<Credentials>, Error> {
         self.metrics
             .credential_misses
             .with_label_values(&[integration])

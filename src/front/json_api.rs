@@ -79,17 +79,21 @@ where
         JsonRoute::Readyz => Err(Error::Draining),
         JsonRoute::Metrics if method == Method::GET => Ok(metrics_page(state)),
         JsonRoute::Metrics => Err(not_allowed(method, "GET")),
+        // The presign and redirect routes are awaited in place; the others
+        // boxed, so that their futures (up to ≈ 4 KB) do not make every
+        // request's future that large: it is moved into a box once per
+        // request (a copy of its whole size).
         JsonRoute::Presign => match *method {
             Method::GET => presign_one(state, ctx, &request).await,
-            Method::POST => presign_batch(state, ctx, request).await,
+            Method::POST => Box::pin(presign_batch(state, ctx, request)).await,
             _ => Err(not_allowed(method, "GET, POST")),
         },
-        JsonRoute::Grant if method == Method::POST => grant(state, ctx, request).await,
+        JsonRoute::Grant if method == Method::POST => Box::pin(grant(state, ctx, request)).await,
         JsonRoute::Grant => Err(not_allowed(method, "POST")),
         JsonRoute::Object if read => object(state, ctx, &request).await,
         JsonRoute::Object => Err(not_allowed(method, "GET, HEAD")),
         JsonRoute::List if method == Method::GET => {
-            list(state, ctx, &query(&request, LIST_PARAMS)?).await
+            Box::pin(list(state, ctx, &query(&request, LIST_PARAMS)?)).await
         }
         JsonRoute::List => Err(not_allowed(method, "GET")),
         JsonRoute::Unknown => Err(Error::NoSuchRoute {
@@ -277,7 +281,7 @@ async fn object<B>(
                 query: options.s3_query(&resolved),
                 client_headers: Some(request.headers()),
             };
-            let mut response = state.fetch_object(&resolved, read).await?;
+            let mut response = Box::pin(state.fetch_object(&resolved, read)).await?;
             content::guard_object(response.headers_mut(), integration.allow_active_content);
             Ok(response)
         }
