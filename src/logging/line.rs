@@ -55,7 +55,19 @@ impl Fields<'_> {
     /// A number field.
     pub fn u64(&mut self, name: &str, value: u64) -> &mut Self {
         self.name(name);
-        let _ = write!(self.text, "{value}");
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut n = value;
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.text
+            .push_str(std::str::from_utf8(&digits[at..]).unwrap_or_default());
         self
     }
 
@@ -158,7 +170,14 @@ mod tests {
             .with_ansi(false)
             .with_writer(buffer.clone());
         let event = || {
-            tracing::info!(target: "s3gate::access", id = 7u64, path = %path, complete = true);
+            tracing::info!(
+                target: "s3gate::access",
+                id = 7u64,
+                zero = 0u64,
+                max = u64::MAX,
+                path = %path,
+                complete = true
+            );
         };
         if json {
             tracing::subscriber::with_default(builder.json().flatten_event(true).finish(), event);
@@ -183,7 +202,11 @@ mod tests {
             for path in ["/v1/presign", "/a b/\"q\"\n\u{1b}[31m/é"] {
                 let mut text = String::new();
                 build(&mut text, json, "s3gate::access", SystemTime::now(), |f| {
-                    f.u64("id", 7).str("path", path).bool("complete", true);
+                    f.u64("id", 7)
+                        .u64("zero", 0)
+                        .u64("max", u64::MAX)
+                        .str("path", path)
+                        .bool("complete", true);
                 });
                 assert_eq!(
                     cut_timestamp(&text),

@@ -120,7 +120,14 @@ pub(super) fn write_timestamp(writer: &mut impl Write, time: SystemTime) -> fmt:
             text.clear();
             write_date_time(text, secs)?;
         }
-        write!(writer, "{text}.{:06}Z", since.subsec_micros())
+        writer.write_str(text)?;
+        let mut micros = *b".000000Z";
+        let mut n = since.subsec_micros();
+        for digit in micros[1..7].iter_mut().rev() {
+            *digit = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+        writer.write_str(std::str::from_utf8(&micros).unwrap_or(".000000Z"))
     })
 }
 
