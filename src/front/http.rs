@@ -4,13 +4,13 @@
 //!
 //! An HTTP/1 connection is served in bursts. hyper serves it while requests
 //! come; once the last response has gone out and the connection has been
-//! idle for [`RELEASE_AFTER`](super::connection::RELEASE_AFTER), hyper's connection (its 8 KiB read and 8 KiB
-//! write buffers, its timers) is let go, and the task waits on the bare
-//! socket until the client sends again, when a fresh one takes over with
-//! whatever hyper had read but not parsed. nginx does much the same with
-//! its keep-alive connections. An idle connection then costs ≈ 3 KB
-//! instead of ≈ 17 KB (5,000 idle connections, `/healthz` each: 96 MB
-//! before, 26 MB after).
+//! idle for [`RELEASE_AFTER`](super::connection::RELEASE_AFTER), hyper's
+//! connection (its 8 KiB read and 8 KiB write buffers) is let go, and the
+//! task waits on the bare socket until the client sends again, when a fresh
+//! one takes over with whatever hyper had read but not parsed. nginx does
+//! much the same with its keep-alive connections. An idle connection then
+//! costs ≈ 3 KB instead of ≈ 17 KB (`benches/load.sh`: 5,000 idle
+//! connections).
 
 use std::convert::Infallible;
 use std::future::{poll_fn, Future};
