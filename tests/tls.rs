@@ -41,6 +41,19 @@ async fn tls_gateway(
     config: &str,
     pki: &Pki,
 ) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let (addr, stop, _) = tls_gateway_app(config, pki).await;
+    (addr, stop)
+}
+
+/// A gateway serving HTTPS in this process, and its app.
+async fn tls_gateway_app(
+    config: &str,
+    pki: &Pki,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    Arc<s3gate::front::App>,
+) {
     let config = s3gate::config::Config::parse(config).unwrap();
     let app = Arc::new(s3gate::front::App::new(config).await.unwrap());
     let tls = s3gate::front::server::tls_acceptor(&s3gate::config::TlsConfig {
@@ -53,14 +66,14 @@ async fn tls_gateway(
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(s3gate::front::server::serve(
         listener,
-        app,
+        app.clone(),
         Some(tls),
         async move {
             let _ = stopped.await;
         },
         Duration::from_secs(1),
     ));
-    (addr, stop)
+    (addr, stop, app)
 }
 
 #[tokio::test]
@@ -189,6 +202,65 @@ async fn a_stalled_tls_handshake_is_closed_within_the_handshake_timeout() {
             begun.elapsed() < Duration::from_secs(5),
             "{:?}",
             begun.elapsed()
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_idle_https_keep_alive_connection_lets_hyper_go_and_is_served_again() {
+    use rustls_pki_types::pem::PemObject;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let pki = make_pki(dir.path());
+    let config = ConfigBuilder::store("http://127.0.0.1:9", &["media"]).build();
+    let (addr, _stop, app) = tls_gateway_app(&config, &pki).await;
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = rustls_pki_types::CertificateDer::from_pem_file(&pki.ca).unwrap();
+    roots.add(ca).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    client.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut conn = connector.connect(name, tcp).await.unwrap();
+    let idle = &app.metrics().idle_connections;
+    for round in 0..3 {
+        // Each time, the connection is let go first: no HTTP state held.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while idle.get() != 1 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "round {round}: not let go"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            .await
+            .unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !seen.ends_with(b"ok\n") {
+            let n = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(
+                n > 0,
+                "round {round}: closed: {:?}",
+                String::from_utf8_lossy(&seen)
+            );
+            seen.extend_from_slice(&buf[..n]);
+        }
+        assert!(
+            seen.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&seen)
         );
     }
 }
