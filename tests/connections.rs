@@ -448,13 +448,6 @@ async fn an_idle_keep_alive_connection_holds_no_http_state_and_is_served_again()
     idle_connections_reach(&gateway, 1).await;
 }
 
-/// RSS of process `pid`, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
 #[tokio::test]
 async fn idle_keep_alive_connections_cost_a_few_kilobytes_each() {
     const CONNECTIONS: usize = 800;
@@ -462,20 +455,7 @@ async fn idle_keep_alive_connections_cost_a_few_kilobytes_each() {
     let config = ConfigBuilder::store("http://127.0.0.1:9", &["media"])
         .set("server", "listen", "127.0.0.1:0")
         .build();
-    std::fs::write(dir.path().join("c.toml"), config).unwrap();
-    let mut child = gateway_command()
-        .args([
-            "serve",
-            "--config",
-            dir.path().join("c.toml").to_str().unwrap(),
-        ])
-        .env(SECRET_ENV, SECRET_KEY)
-        .env("S3GATE_LOG", "warn,s3gate=info")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let addr = listening_addr(stderr).await;
+    let (mut child, addr) = serve_process(dir.path(), &config).await;
     // Warm up: the runtime's and the allocator's first allocations.
     let mut warm = TcpStream::connect(addr).await.unwrap();
     assert!(get_h1(&mut warm, "/healthz")

@@ -436,12 +436,6 @@ async fn assert_fails_on_both_apis(gateway: &Gateway, status: u16, json_code: &s
 }
 
 /// Resident memory of process `pid`, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
 #[tokio::test]
 async fn a_slow_reader_keeps_gateway_memory_bounded() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -452,19 +446,7 @@ async fn a_slow_reader_keeps_gateway_memory_bounded() {
     let config = proxy_builder(&store.url(), &["media"])
         .set("server", "listen", "127.0.0.1:0")
         .build();
-    std::fs::write(dir.path().join("c.toml"), config).unwrap();
-    let mut child = gateway_command()
-        .args([
-            "serve",
-            "--config",
-            dir.path().join("c.toml").to_str().unwrap(),
-        ])
-        .env(SECRET_ENV, SECRET_KEY)
-        .env("S3GATE_LOG", "warn,s3gate=info")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let addr = listening_addr(child.stderr.take().unwrap()).await;
+    let (mut child, addr) = serve_process(dir.path(), &config).await;
     let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
     let baseline = rss_kib(child.id());
     conn.write_all(b"GET /media/big.bin HTTP/1.1\r\nHost: localhost\r\n\r\n")

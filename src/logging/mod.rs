@@ -89,3 +89,30 @@ fn filter() -> EnvFilter {
     }
     filter
 }
+
+/// A writer tests read what the subscriber wrote from.
+#[cfg(test)]
+#[derive(Clone, Default)]
+pub(crate) struct TestBuffer(pub(crate) std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+#[cfg(test)]
+impl std::io::Write for TestBuffer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for TestBuffer {
+    type Writer = TestBuffer;
+    fn make_writer(&'a self) -> TestBuffer {
+        self.clone()
+    }
+}

@@ -285,6 +285,29 @@ pub fn gateway_command() -> std::process::Command {
     }
 }
 
+/// `s3gate serve` on `config` (written into `dir`), logging at
+/// `warn,s3gate=info`: the process and the address it listens on.
+pub async fn serve_process(dir: &Path, config: &str) -> (std::process::Child, SocketAddr) {
+    let path = dir.join("serve.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut child = gateway_command()
+        .args(["serve", "--config", path.to_str().unwrap()])
+        .env(SECRET_ENV, SECRET_KEY)
+        .env("S3GATE_LOG", "warn,s3gate=info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr = listening_addr(child.stderr.take().unwrap()).await;
+    (child, addr)
+}
+
+/// RSS of process `pid`, in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
 /// Stops a gateway process as its service manager would: SIGTERM, then a
 /// bounded wait for a clean exit (a wrapper such as valgrind reports then).
 pub async fn terminate(child: &mut std::process::Child) {
