@@ -17,17 +17,6 @@ use s3gate::presign::{self, PresignOptions};
 use s3gate::setup::policy::Documents;
 use s3gate::setup::probe;
 
-/// jemalloc rather than glibc's allocator. Every response allocates buffers
-/// of 8 to 16 KB (TLS records, store reads) that another worker thread may
-/// free; glibc serves those sizes from its bins (consolidation, unlinking),
-/// which took ≈ 10 % of the gateway's CPU on 12 KB responses over HTTP/2 +
-/// TLS. jemalloc: 10 % less CPU per request there, 18 KB instead of 21 KB
-/// per idle connection, 2 MB more at start, peak RSS +7 MB while streaming
-/// (16 clients × 10 MB and 64 × 100 KB).
-#[cfg(feature = "jemalloc")]
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
 #[derive(Debug, Parser)]
 #[command(version, about = "A local, S3-compatible presigning gateway")]
 struct Cli {
