@@ -493,3 +493,66 @@ async fn idle_keep_alive_connections_cost_a_few_kilobytes_each() {
     }
     terminate(&mut child).await;
 }
+
+/// A connection that has been let go (its burst ended) and then receives the
+/// start of a request head: hyper, taking it over, waits for the rest.
+async fn released_with_a_partial_head(gateway: &Gateway) -> TcpStream {
+    let mut conn = TcpStream::connect(gateway.addr).await.unwrap();
+    assert!(get_h1(&mut conn, "/healthz")
+        .await
+        .starts_with("HTTP/1.1 200"));
+    idle_connections_reach(gateway, 1).await;
+    conn.write_all(b"G").await.unwrap();
+    idle_connections_reach(gateway, 0).await;
+    conn
+}
+
+#[tokio::test]
+async fn a_partial_head_after_a_released_burst_is_closed_by_the_keepalive_timeout() {
+    let gateway = gateway(&[("keepalive_timeout_s", 1.into())]).await;
+    let mut conn = released_with_a_partial_head(&gateway).await;
+    // Counted from the end of the last response, not from the stray byte.
+    let closed = closed_within(&mut conn, patience(5)).await;
+    let (took, sent) = closed.expect("a partial head held the connection open");
+    assert!(sent.is_empty(), "{}", String::from_utf8_lossy(&sent));
+    assert!(took < patience(3), "closed after {took:?}");
+}
+
+#[tokio::test]
+async fn a_partial_head_after_a_released_burst_does_not_hold_up_the_drain() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ConfigBuilder::store("http://127.0.0.1:9", &["media"])
+        .set("server", "listen", "127.0.0.1:0")
+        .set("server", "keepalive_timeout_s", 60)
+        .set("server", "shutdown_grace_s", 60)
+        .build();
+    let (mut child, addr) = serve_process(dir.path(), &config).await;
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    assert!(get_h1(&mut conn, "/healthz")
+        .await
+        .starts_with("HTTP/1.1 200"));
+    // Seen from a second connection, which is not idle while it asks.
+    let mut watcher = TcpStream::connect(addr).await.unwrap();
+    let deadline = Instant::now() + patience(10);
+    while idle_connections_seen(&mut watcher).await != 1 {
+        assert!(Instant::now() < deadline, "the connection was never let go");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    conn.write_all(b"G").await.unwrap();
+    let start = Instant::now();
+    terminate(&mut child).await;
+    assert!(
+        start.elapsed() < patience(5),
+        "the drain waited {:?} on a partial head",
+        start.elapsed()
+    );
+}
+
+/// `s3gate_idle_connections` as the metrics page on `conn` says it.
+async fn idle_connections_seen(conn: &mut TcpStream) -> i64 {
+    let page = get_h1(conn, "/metrics").await;
+    page.lines()
+        .find_map(|line| line.strip_prefix("s3gate_idle_connections "))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no s3gate_idle_connections in {page}"))
+}

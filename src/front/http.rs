@@ -189,7 +189,14 @@ impl Protocols {
         activity: &Arc<Activity>,
         drain: &mut watch::Receiver<bool>,
     ) -> Result<Option<Replay<S>>, BoxError> {
-        let burst = Some(activity.requests());
+        let since = activity.requests();
+        let burst = Some(since);
+        // hyper, asked to finish, closes a connection that has served a
+        // request and waits for the next; one that has read only part of a
+        // head since it took the connection over it would wait on for ever.
+        // That one is closed here, when its keep-alive time is up or the
+        // listener drains.
+        let unstarted = || activity.requests() == since;
         let mut connection = self
             .http1
             .serve_connection(TokioIo::new(stream), self.service(activity));
@@ -210,8 +217,11 @@ impl Protocols {
                 if let Poll::Ready(changed) = drained.as_mut().poll(cx) {
                     // Err: the listener is gone after its grace period.
                     changed?;
-                    std::pin::Pin::new(&mut connection).graceful_shutdown();
                     ending = Some(Ending::Close);
+                    if unstarted() {
+                        return Poll::Ready(Ok(()));
+                    }
+                    std::pin::Pin::new(&mut connection).graceful_shutdown();
                     continue;
                 }
             }
@@ -235,6 +245,10 @@ impl Protocols {
                 }
                 Expiry::Shutdown => {
                     tracing::debug!("idle connection closed");
+                    if unstarted() {
+                        ending = Some(Ending::Close);
+                        return Poll::Ready(Ok(()));
+                    }
                     Ending::Close
                 }
                 Expiry::Release => Ending::Release,
