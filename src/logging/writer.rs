@@ -10,7 +10,9 @@
 //! machine, ≈ 8 % of a presign's throughput.) Warnings and errors, and the
 //! end of the process, are written at once. A batch larger than [`LIMIT`]
 //! drops further lines and counts them, so a stalled stderr cannot grow
-//! memory without bound or stall a request.
+//! memory without bound or stall a request; lines a failing stderr refused
+//! are counted the same way. At the end of the process the log waits at
+//! most [`FINISH_WITHIN`] for its last lines to be written.
 
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -33,6 +35,10 @@ const LIMIT: usize = 8 << 20;
 /// Capacity a written batch keeps for the next one.
 const KEEP: usize = 64 << 10;
 
+/// Longest the end of the process waits for the last lines: a stderr that
+/// takes nothing (a pipe nobody reads) must not keep the process alive.
+const FINISH_WITHIN: Duration = Duration::from_secs(2);
+
 /// The lines waiting to be written.
 #[derive(Debug, Default)]
 struct Batch {
@@ -41,6 +47,8 @@ struct Batch {
     urgent: bool,
     /// The process is ending: write what is left and stop.
     closing: bool,
+    /// The writer thread has written its last batch.
+    done: bool,
 }
 
 #[derive(Debug)]
@@ -50,6 +58,8 @@ struct Shared {
     batch: Mutex<Batch>,
     /// Signalled when a batch starts, turns urgent or full, or the log closes.
     ready: Condvar,
+    /// Signalled when the writer thread is done.
+    finished: Condvar,
     dropped: AtomicUsize,
 }
 
@@ -59,6 +69,7 @@ impl Shared {
             gather,
             batch: Mutex::default(),
             ready: Condvar::new(),
+            finished: Condvar::new(),
             dropped: AtomicUsize::new(0),
         }
     }
@@ -90,6 +101,7 @@ impl Shared {
     /// The writer thread: waits for a batch, lets it gather, writes it.
     fn run(&self, mut out: impl Write) {
         let mut spare = Vec::with_capacity(KEEP);
+        let mut written = Written::default();
         loop {
             let mut batch = self.lock();
             while batch.bytes.is_empty() && !batch.closing {
@@ -114,15 +126,58 @@ impl Shared {
             batch.urgent = false;
             let last = batch.closing && batch.bytes.is_empty();
             drop(batch);
-            // Nowhere to report a failing stderr: the lines are lost.
-            let _ = out.write_all(&spare).and_then(|()| out.flush());
+            let lost = written.write(&mut out, &spare);
+            self.dropped.fetch_add(lost, Ordering::Relaxed);
             spare.clear();
             spare.shrink_to(KEEP);
             if last {
+                self.lock().done = true;
+                self.finished.notify_all();
                 return;
             }
         }
     }
+}
+
+/// What the writer thread has written so far: whether its output ends
+/// inside a line that a failed write cut short.
+#[derive(Debug, Default)]
+struct Written {
+    torn: bool,
+}
+
+impl Written {
+    /// Writes `batch` (whole lines) to `out`; the number of lines lost to
+    /// an error (a line cut short counts). After a cut, the next batch
+    /// starts on a line of its own.
+    fn write(&mut self, out: &mut impl Write, batch: &[u8]) -> usize {
+        let mut rest = batch;
+        if self.torn && !rest.is_empty() && write_fully(out, b"\n").is_empty() {
+            self.torn = false;
+        }
+        if !self.torn {
+            rest = write_fully(out, rest);
+        }
+        let _ = out.flush();
+        let sent = &batch[..batch.len() - rest.len()];
+        if !rest.is_empty() && sent.last().is_some_and(|&b| b != b'\n') {
+            self.torn = true;
+        }
+        rest.iter().filter(|&&b| b == b'\n').count()
+    }
+}
+
+/// Writes as much of `bytes` as `out` takes before an error: what is left.
+fn write_fully<'a>(out: &mut impl Write, mut bytes: &'a [u8]) -> &'a [u8] {
+    while !bytes.is_empty() {
+        match out.write(bytes) {
+            Ok(0) => break,
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    bytes
 }
 
 /// Hands each log line to the batch; `tracing_subscriber` asks it for a
@@ -190,17 +245,29 @@ pub struct Flush {
 
 impl Drop for Flush {
     fn drop(&mut self) {
-        self.shared.lock().closing = true;
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        let mut batch = self.shared.lock();
+        batch.closing = true;
         self.shared.ready.notify_one();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        let (batch, waited) = self
+            .shared
+            .finished
+            .wait_timeout_while(batch, FINISH_WITHIN, |batch| !batch.done)
+            .unwrap_or_else(PoisonError::into_inner);
+        drop(batch);
+        if waited.timed_out() {
+            // Left blocked in a write; it ends with the process.
+            return;
         }
+        let _ = thread.join();
     }
 }
 
 /// A writer for the subscriber and the guard that flushes it, writing to
-/// `out` from a thread of its own (or, if no thread can be started, from the
-/// guard's drop: lines then wait until the end, never lost or blocking).
+/// `out` from a thread of its own. If no thread can be started, which is
+/// said on stderr, lines are held up to [`LIMIT`], then dropped and counted.
 pub(super) fn start(out: impl Write + Send + 'static) -> (BatchWriter, Flush) {
     start_gathering(out, GATHER)
 }
@@ -211,6 +278,13 @@ fn start_gathering(out: impl Write + Send + 'static, gather: Duration) -> (Batch
     let thread = std::thread::Builder::new()
         .name("s3gate-log".into())
         .spawn(move || worker.run(out))
+        .inspect_err(|e| {
+            // The log itself cannot carry this.
+            let _ = writeln!(
+                io::stderr(),
+                "s3gate: cannot start the log's writer thread ({e}): no lines will be written"
+            );
+        })
         .ok();
     let flush = Flush {
         shared: shared.clone(),
@@ -292,6 +366,80 @@ mod tests {
         line(&writer, Level::WARN).write_all(b"warn\n").unwrap();
         let written = sink.wait_for(b"info\nwarn\n", Duration::from_secs(10));
         assert_eq!(written, b"info\nwarn\n");
+    }
+
+    /// A sink that takes `takes` bytes in all, then fails every write.
+    struct Failing {
+        takes: usize,
+        taken: Vec<u8>,
+    }
+
+    impl Write for Failing {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            let n = bytes.len().min(self.takes - self.taken.len());
+            if n == 0 {
+                return Err(io::ErrorKind::BrokenPipe.into());
+            }
+            self.taken.extend_from_slice(&bytes[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn lines_a_failing_output_refused_are_counted_and_a_cut_line_is_ended() {
+        let mut written = Written::default();
+        let mut out = Failing {
+            takes: 4,
+            taken: Vec::new(),
+        };
+        // "cd" is cut after "c": it and "ef" are lost.
+        assert_eq!(written.write(&mut out, b"ab\ncd\nef\n"), 2);
+        assert_eq!(written.write(&mut out, b"gh\n"), 1);
+        // Once the output takes bytes again, the cut line is ended first.
+        out.takes = 100;
+        assert_eq!(written.write(&mut out, b"ij\n"), 0);
+        assert_eq!(out.taken, b"ab\nc\nij\n");
+    }
+
+    /// A sink whose writes block until the test lets them go.
+    struct Stuck {
+        entered: std::sync::mpsc::Sender<()>,
+        release: std::sync::mpsc::Receiver<()>,
+    }
+
+    impl Write for Stuck {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            let _ = self.entered.send(());
+            let _ = self.release.recv();
+            Err(io::ErrorKind::BrokenPipe.into())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_end_of_the_process_does_not_wait_on_an_output_that_takes_nothing() {
+        let (entered, writing) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel();
+        let (writer, flush) = start(Stuck {
+            entered,
+            release: released,
+        });
+        line(&writer, Level::WARN).write_all(b"warn\n").unwrap();
+        writing.recv_timeout(Duration::from_secs(10)).unwrap();
+        let start = Instant::now();
+        drop(flush);
+        let waited = start.elapsed();
+        assert!(waited >= FINISH_WITHIN, "{waited:?}");
+        assert!(
+            waited < FINISH_WITHIN + Duration::from_secs(5),
+            "{waited:?}"
+        );
+        drop(release);
     }
 
     #[test]
