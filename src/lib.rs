@@ -18,6 +18,7 @@ pub mod body;
 pub mod cache;
 pub mod config;
 pub mod credentials;
+pub mod decimal;
 #[cfg(feature = "embedded-store")]
 pub mod demo;
 pub mod error;

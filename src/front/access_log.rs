@@ -11,6 +11,7 @@ use http::StatusCode;
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 
 use super::context::RequestContext;
+use crate::auth::Caller;
 use crate::body::{Body, BoxError};
 use crate::cache::Status;
 
@@ -22,15 +23,15 @@ pub struct AccessLine {
     method: http::Method,
     path: String,
     status: u16,
-    client: String,
-    via: &'static str,
-    integration: String,
+    caller: Caller,
+    integration: Option<String>,
     cache: &'static str,
 }
 
 impl AccessLine {
     /// The line of the request `ctx`, answered with `status`; takes the
-    /// path, which the context no longer needs.
+    /// path, caller and integration, which the context no longer needs
+    /// (moved rather than copied: two allocations fewer per request).
     pub fn new(ctx: &mut RequestContext, status: StatusCode) -> Self {
         Self {
             id: ctx.id,
@@ -38,9 +39,8 @@ impl AccessLine {
             method: ctx.method.clone(),
             path: std::mem::take(&mut ctx.path),
             status: status.as_u16(),
-            client: ctx.caller.name().to_owned(),
-            via: ctx.caller.via_label(),
-            integration: ctx.integration().unwrap_or("-").to_owned(),
+            caller: std::mem::replace(&mut ctx.caller, Caller::anonymous()),
+            integration: ctx.take_integration(),
             cache: "-",
         }
     }
@@ -57,14 +57,17 @@ impl AccessLine {
             return;
         }
         let micros = u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let client = self.caller.name();
+        let via = self.caller.via_label();
+        let integration = self.integration.as_deref().unwrap_or("-");
         let written = crate::logging::line::info("s3gate::access", |line| {
             line.u64("id", self.id)
                 .str("method", self.method.as_str())
                 .str("path", &self.path)
                 .u64("status", u64::from(self.status))
-                .str("client", &self.client)
-                .str("via", self.via)
-                .str("integration", &self.integration)
+                .str("client", client)
+                .str("via", via)
+                .str("integration", integration)
                 .str("cache", self.cache)
                 .u64("bytes", bytes)
                 .bool("complete", complete)
@@ -77,9 +80,9 @@ impl AccessLine {
                 method = %self.method,
                 path = %self.path,
                 status = self.status,
-                client = %self.client,
-                via = %self.via,
-                integration = %self.integration,
+                client,
+                via,
+                integration,
                 cache = %self.cache,
                 bytes,
                 complete,

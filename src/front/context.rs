@@ -144,6 +144,11 @@ impl RequestContext {
         }
     }
 
+    /// Takes the integration's name, for the access line.
+    pub fn take_integration(&mut self) -> Option<String> {
+        self.integration.take()
+    }
+
     /// The integration that served (or failed) the request, once known.
     pub fn integration(&self) -> Option<&str> {
         self.integration.as_deref()

@@ -55,19 +55,9 @@ impl Fields<'_> {
     /// A number field.
     pub fn u64(&mut self, name: &str, value: u64) -> &mut Self {
         self.name(name);
-        let mut digits = [0u8; 20];
-        let mut at = digits.len();
-        let mut n = value;
-        loop {
-            at -= 1;
-            digits[at] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
+        let mut digits = crate::decimal::Digits::default();
         self.text
-            .push_str(std::str::from_utf8(&digits[at..]).unwrap_or_default());
+            .push_str(crate::decimal::format(value, &mut digits));
         self
     }
 

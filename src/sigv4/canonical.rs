@@ -116,18 +116,11 @@ impl Hex64 {
 }
 
 /// Writes a `u64` in decimal without going through `fmt`.
-pub(crate) fn push_u64(out: &mut String, mut v: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    out.push_str(std::str::from_utf8(&buf[i..]).expect("digits are ASCII"));
+pub(crate) fn push_u64(out: &mut String, v: u64) {
+    out.push_str(crate::decimal::format(
+        v,
+        &mut crate::decimal::Digits::default(),
+    ));
 }
 
 // ---------------------------------------------------------------------------
