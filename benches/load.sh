@@ -28,8 +28,11 @@
 # s3gate's presign once for its row; the peak RSS row of memory comes from
 # stream.
 #
-# Needs wrk, nginx, h2load, curl, openssl, python3 and valgrind; as root it
-# installs the Debian packages wrk, nginx-light and nghttp2-client if missing.
+# Needs wrk, nginx, h2load, Debian's jemalloc, curl, openssl, python3 and
+# valgrind; as root it installs the Debian packages wrk, nginx-light,
+# nghttp2-client and libjemalloc2 if missing. The HTTP/2 scenario also runs
+# a second s3gate with jemalloc preloaded, the allocator README suggests for
+# HTTP/2 + TLS serving.
 # fastapi, uvicorn and boto3 come from the test venv ($S3GATE_TEST_VENV, or
 # .venv, made as scripts/test makes it; installed from tests/requirements.txt
 # when missing).
@@ -52,10 +55,12 @@ done
 want() { [ -z "${only// /}" ] || [[ " $only " == *" $1 "* ]]; }
 
 nginx=/usr/sbin/nginx
-if ! command -v wrk >/dev/null || ! command -v h2load >/dev/null || [ ! -x "$nginx" ]; then
-    [ "$(id -u)" = 0 ] || die "needs wrk, h2load and $nginx (apt-get install nginx-light wrk nghttp2-client)"
-    say "installing nginx-light wrk nghttp2-client"
-    apt-get update -qq >/dev/null && apt-get install -y -qq nginx-light wrk nghttp2-client >/dev/null
+# Debian's jemalloc, preloaded into a second s3gate for the HTTP/2 row.
+jemalloc=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2
+if ! command -v wrk >/dev/null || ! command -v h2load >/dev/null || [ ! -x "$nginx" ] || [ ! -f "$jemalloc" ]; then
+    [ "$(id -u)" = 0 ] || die "needs wrk, h2load, $nginx and $jemalloc (apt-get install nginx-light wrk nghttp2-client libjemalloc2)"
+    say "installing nginx-light wrk nghttp2-client libjemalloc2"
+    apt-get update -qq >/dev/null && apt-get install -y -qq nginx-light wrk nghttp2-client libjemalloc2 >/dev/null
 fi
 for tool in curl openssl python3 valgrind; do
     command -v "$tool" >/dev/null || die "$tool not found (apt-get install $tool)"
@@ -259,6 +264,7 @@ say "starting s3gate"
 start_s3gate gw
 start_s3gate gwcache cache
 start_s3gate gwtls tls
+want h2 && start_s3gate gwtlsje tls env LD_PRELOAD="$jemalloc"
 gw="http://127.0.0.1:$port_gw"
 
 # --- checks and measurements --------------------------------------------------
@@ -514,7 +520,10 @@ h2() {
 say "6. HTTP/2 over TLS, 12 KB, h2load -c8 -m32"
 h2 n_h2 "$ngt/bench/obj12k"
 h2 g_h2 "$gwt/bench/obj12k"
+check "https://127.0.0.1:$port_gwtlsje/bench/obj12k" 200 12288 -k --http2
+h2 j_h2 "https://127.0.0.1:$port_gwtlsje/bench/obj12k"
 row "HTTP/2 + TLS GET 12 KB, h2load -c8 -m32 (req/s)" "nginx ssl http2 proxy_pass" "$(round "$rps_n_h2")" "$(round "$rps_g_h2")"
+row "… s3gate with jemalloc preloaded (LD_PRELOAD)" "nginx ssl http2 proxy_pass" "$(round "$rps_n_h2")" "$(round "$rps_j_h2")"
 rotate_logs
 fi
 
@@ -592,11 +601,11 @@ instructions() {
     [ -n "$total" ] || die "no callgrind totals for $name"
     # Not counted: the TSC calibration a dependency (fastant, through foyer)
     # runs at start for a span of wall time, whose count varies run to run.
-    calibration=$(callgrind_annotate --inclusive=yes "$file" 2>/dev/null | tr -d , |
+    calibration=$(callgrind_annotate --threshold=100 --inclusive=yes "$file" 2>/dev/null | tr -d , |
         awk '/___init___ctor/ && $1 > m {m = $1} END {print m + 0}')
     # SHA-256's block function: valgrind hides SHA-NI, so the portable code
     # runs here, ≈ 10 times the instructions of the native one.
-    sha=$(callgrind_annotate "$file" 2>/dev/null | tr -d , | awk '/sha2::sha256::compress256/ {s += $1} END {print s + 0}')
+    sha=$(callgrind_annotate --threshold=100 "$file" 2>/dev/null | tr -d , | awk '/sha2::sha256::compress256/ {s += $1} END {print s + 0}')
     printf -v "total_${name}_$n" %s "$((total - calibration))"
     printf -v "sha_${name}_$n" %s "$sha"
 }
