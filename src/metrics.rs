@@ -42,7 +42,7 @@ pub struct Metrics {
     pub open_connections: IntGauge,
     /// Open client connections waiting for a request with no HTTP state held.
     pub idle_connections: IntGauge,
-    /// Log lines dropped because the log writer fell behind.
+    /// Log lines dropped: the log writer fell behind, or stderr refused them.
     pub log_lines_dropped: IntGauge,
     /// Process start time (seconds since the epoch).
     pub start_time: Gauge,
@@ -154,7 +154,7 @@ impl Metrics {
             .expect("valid metric"),
             log_lines_dropped: IntGauge::new(
                 "log_lines_dropped",
-                "log lines dropped because the log writer fell behind",
+                "log lines dropped: the log writer fell behind, or stderr refused them",
             )
             .expect("valid metric"),
             start_time: Gauge::new(

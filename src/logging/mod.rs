@@ -32,7 +32,7 @@ pub enum Format {
 
 static WRITER: OnceLock<writer::BatchWriter> = OnceLock::new();
 
-/// Lines dropped so far because the writer fell behind.
+/// Lines dropped so far: the writer fell behind, or stderr refused them.
 pub fn dropped_lines() -> usize {
     WRITER.get().map_or(0, writer::BatchWriter::dropped)
 }

@@ -230,7 +230,7 @@ impl BatchWriter {
         }
     }
 
-    /// Lines dropped so far because the batch was full.
+    /// Lines dropped so far: the batch was full, or the output refused them.
     pub(super) fn dropped(&self) -> usize {
         self.0.dropped.load(Ordering::Relaxed)
     }
