@@ -208,38 +208,16 @@ async fn a_stalled_tls_handshake_is_closed_within_the_handshake_timeout() {
 
 #[tokio::test]
 async fn an_idle_https_keep_alive_connection_lets_hyper_go_and_is_served_again() {
-    use rustls_pki_types::pem::PemObject;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     init();
     let dir = tempfile::tempdir().unwrap();
     let pki = make_pki(dir.path());
     let config = ConfigBuilder::store("http://127.0.0.1:9", &["media"]).build();
     let (addr, _stop, app) = tls_gateway_app(&config, &pki).await;
-    let mut roots = rustls::RootCertStore::empty();
-    let ca = rustls_pki_types::CertificateDer::from_pem_file(&pki.ca).unwrap();
-    roots.add(ca).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut client = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    client.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
-    let mut conn = connector.connect(name, tcp).await.unwrap();
-    let idle = &app.metrics().idle_connections;
+    let mut conn = http1_over_tls(addr, &pki).await;
     for round in 0..3 {
         // Each time, the connection is let go first: no HTTP state held.
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while idle.get() != 1 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "round {round}: not let go"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        idle_connections_reach(&app, 1).await;
         conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             .await
             .unwrap();
@@ -262,5 +240,78 @@ async fn an_idle_https_keep_alive_connection_lets_hyper_go_and_is_served_again()
             "{}",
             String::from_utf8_lossy(&seen)
         );
+    }
+}
+
+#[tokio::test]
+async fn a_partial_head_after_an_idle_https_connection_was_let_go_is_closed_in_time() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let pki = make_pki(dir.path());
+    let config = ConfigBuilder::store("http://127.0.0.1:9", &["media"])
+        .set("server", "keepalive_timeout_s", 1)
+        .build();
+    let (addr, _stop, app) = tls_gateway_app(&config, &pki).await;
+    let mut conn = http1_over_tls(addr, &pki).await;
+    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !seen.ends_with(b"ok\n") {
+        let n = conn.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed: {:?}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    idle_connections_reach(&app, 1).await;
+    conn.write_all(b"G").await.unwrap();
+    idle_connections_reach(&app, 0).await;
+    // Closed (EOF, or a reset) within the keep-alive time, answering nothing.
+    let start = std::time::Instant::now();
+    let read = tokio::time::timeout(patience(5), conn.read(&mut buf)).await;
+    let read = read.expect("a partial head held the connection open");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    assert!(
+        start.elapsed() < patience(3),
+        "closed after {:?}",
+        start.elapsed()
+    );
+}
+
+/// An HTTP/1.1 client connection over TLS to the gateway at `addr`,
+/// trusting the test CA of `pki`.
+async fn http1_over_tls(
+    addr: std::net::SocketAddr,
+    pki: &Pki,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = rustls_pki_types::CertificateDer::from_pem_file(&pki.ca).unwrap();
+    roots.add(ca).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    client.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    connector.connect(name, tcp).await.unwrap()
+}
+
+/// Waits (at most 10 s) until `n` connections of `app` are idle and let go.
+async fn idle_connections_reach(app: &s3gate::front::App, n: i64) {
+    let idle = &app.metrics().idle_connections;
+    let deadline = std::time::Instant::now() + patience(10);
+    while idle.get() != n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} idle connections, not {n}",
+            idle.get()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
