@@ -82,14 +82,23 @@ impl Visit for Fields<'_, '_> {
     }
 }
 
-/// Writes through, with control characters (line breaks, terminal escapes)
-/// as `\u{…}`: text from a store, STS or a file can neither split a line
-/// nor drive a terminal that shows the log.
+/// Writes through, with control characters (line breaks, terminal escapes),
+/// Unicode's line and paragraph separators and its direction overrides as
+/// `\u{…}`: text from a store, STS or a file can neither split a line (for
+/// a viewer that breaks at U+2028) nor drive or reorder what a terminal shows.
 pub(super) struct Escaped<'w, W: Write>(pub(super) &'w mut W);
+
+/// Whether `c` is written as it is.
+fn is_plain(c: char) -> bool {
+    match c {
+        '\t' => true,
+        '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => false,
+        c => !c.is_control(),
+    }
+}
 
 impl<W: Write> Write for Escaped<'_, W> {
     fn write_str(&mut self, text: &str) -> fmt::Result {
-        let is_plain = |c: char| !c.is_control() || c == '\t';
         if text.chars().all(is_plain) {
             return self.0.write_str(text);
         }
@@ -184,6 +193,17 @@ mod tests {
         let mut out = String::new();
         write!(Escaped(&mut out), "a\nb\x1b[31m\tc\u{85}d é").unwrap();
         assert_eq!(out, "a\\u{a}b\\u{1b}[31m\tc\\u{85}d é");
+    }
+
+    #[test]
+    fn line_separators_and_direction_overrides_are_escaped() {
+        let mut out = String::new();
+        write!(
+            Escaped(&mut out),
+            "a\u{2028}b\u{2029}c\u{202e}d\u{2066}e\u{200b}f"
+        )
+        .unwrap();
+        assert_eq!(out, "a\\u{2028}b\\u{2029}c\\u{202e}d\\u{2066}e\u{200b}f");
     }
 
     #[test]
