@@ -208,7 +208,6 @@ async fn a_stalled_tls_handshake_is_closed_within_the_handshake_timeout() {
 
 #[tokio::test]
 async fn an_idle_https_keep_alive_connection_lets_hyper_go_and_is_served_again() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     init();
     let dir = tempfile::tempdir().unwrap();
     let pki = make_pki(dir.path());
@@ -218,26 +217,10 @@ async fn an_idle_https_keep_alive_connection_lets_hyper_go_and_is_served_again()
     for round in 0..3 {
         // Each time, the connection is let go first: no HTTP state held.
         idle_connections_reach(&app, 1).await;
-        conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-            .await
-            .unwrap();
-        let mut seen = Vec::new();
-        let mut buf = [0u8; 1024];
-        while !seen.ends_with(b"ok\n") {
-            let n = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut buf))
-                .await
-                .unwrap()
-                .unwrap();
-            assert!(
-                n > 0,
-                "round {round}: closed: {:?}",
-                String::from_utf8_lossy(&seen)
-            );
-            seen.extend_from_slice(&buf[..n]);
-        }
+        let seen = get_healthz(&mut conn).await;
         assert!(
             seen.starts_with(b"HTTP/1.1 200"),
-            "{}",
+            "round {round}: {}",
             String::from_utf8_lossy(&seen)
         );
     }
@@ -254,20 +237,12 @@ async fn a_partial_head_after_an_idle_https_connection_was_let_go_is_closed_in_t
         .build();
     let (addr, _stop, app) = tls_gateway_app(&config, &pki).await;
     let mut conn = http1_over_tls(addr, &pki).await;
-    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        .await
-        .unwrap();
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !seen.ends_with(b"ok\n") {
-        let n = conn.read(&mut buf).await.unwrap();
-        assert!(n > 0, "closed: {:?}", String::from_utf8_lossy(&seen));
-        seen.extend_from_slice(&buf[..n]);
-    }
+    get_healthz(&mut conn).await;
     idle_connections_reach(&app, 1).await;
     conn.write_all(b"G").await.unwrap();
     idle_connections_reach(&app, 0).await;
     // Closed (EOF, or a reset) within the keep-alive time, answering nothing.
+    let mut buf = [0u8; 1024];
     let start = std::time::Instant::now();
     let read = tokio::time::timeout(patience(5), conn.read(&mut buf)).await;
     let read = read.expect("a partial head held the connection open");
@@ -300,6 +275,26 @@ async fn http1_over_tls(
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
     connector.connect(name, tcp).await.unwrap()
+}
+
+/// Sends `GET /healthz` on `conn` and reads (at most 10 s) until its
+/// answer's body has come; returns what came.
+async fn get_healthz(conn: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !seen.ends_with(b"ok\n") {
+        let n = tokio::time::timeout(patience(10), conn.read(&mut buf))
+            .await
+            .expect("no answer to GET /healthz")
+            .unwrap();
+        assert!(n > 0, "closed: {:?}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    seen
 }
 
 /// Waits (at most 10 s) until `n` connections of `app` are idle and let go.
