@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # s3gate against reference servers on loopback, in one run:
 #
-#   benches/load.sh [SECONDS]        (default 10 s per load run, ~5 minutes)
+#   benches/load.sh [SECONDS]        (default 10 s per load run, ~8 minutes)
 #
 # Starts Debian's nginx as the upstream store (static files, path-style
 # /bucket/key, HEAD, Range, ETag), a second nginx as the peer (proxy_pass to
@@ -15,7 +15,10 @@
 # table: scenario, reference, the reference's and s3gate's figures, their
 # ratio and p99 latencies. wrk runs with one thread (-t1): the load generator,
 # the gateway and the reference share the machine's cores. Read the ratios:
-# absolute figures move with the machine and its neighbours.
+# absolute figures move with the machine and its neighbours. The throughput
+# comparisons run in rounds, reference and s3gate in turn
+# (S3GATE_BENCH_ROUNDS, default 3), and report each side's median: one
+# neighbour's burst then moves one round, not the row.
 #
 # Scenario "fastapi" is what a team would write instead of s3gate's presign
 # endpoint: benches/fastapi_presign.py (FastAPI + boto3) under uvicorn with 2
@@ -40,6 +43,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
 case "$secs" in '' | *[!0-9]*) echo "usage: benches/load.sh [SECONDS]" >&2; exit 2 ;; esac
+rounds=${S3GATE_BENCH_ROUNDS:-3}
+case "$rounds" in '' | *[!0-9]* | 0) echo "S3GATE_BENCH_ROUNDS must be a count of rounds, 1 or more" >&2; exit 2 ;; esac
 
 prog=benches/load.sh
 # shellcheck source=benches/lib.sh
@@ -293,6 +298,33 @@ load() {
     printf -v "mbs_$name" %s "$(awk '/^Transfer\/sec/ {v = $2; u = substr(v, length(v) - 1); n = v + 0;
         if (u == "GB") n *= 1024; else if (u == "KB") n /= 1024; else if (u != "MB") n /= 1048576; print n}' <<<"$out")"
     say "$name: $(awk '/^Requests\/sec/ {print $2}' <<<"$out") req/s, p99 $(awk '$1 == "99%" {print $2}' <<<"$out")"
+    record "$name" "$(eval echo "\$rps_$name")" "$(ms "$(eval echo "\$p99_$name")")" "$(eval echo "\$mbs_$name")"
+}
+# ms LATENCY: wrk's latency (850.00us, 1.46ms, 1.02s) in milliseconds.
+ms() {
+    awk -v v="$1" 'BEGIN { n = v + 0; u = v; sub(/^[0-9.]+/, "", u);
+        if (u == "us") n /= 1000; else if (u == "s") n *= 1000; else if (u == "m") n *= 60000; printf "%.2f", n }'
+}
+# record NAME RPS P99_MS MBS: one round's figures of NAME ("-" for none).
+record() { echo "$2 $3 $4" >>"$dir/rounds-$1"; }
+# settle NAME...: sets rps_NAME, p99_NAME (as "1.46ms") and mbs_NAME to the
+# medians of NAME's rounds (the lower middle of an even count); says them
+# with each round's requests per second.
+settle() {
+    local name column values median
+    for name in "$@"; do
+        for column in 1 2 3; do
+            values=$(awk -v c="$column" '$c != "-" {print $c}' "$dir/rounds-$name" | sort -g)
+            median=$(awk '{v[NR] = $1} END {if (NR) print v[int((NR + 1) / 2)]; else print "-"}' <<<"$values")
+            case $column in
+                1) printf -v "rps_$name" %s "$median" ;;
+                2) [ "$median" = - ] && printf -v "p99_$name" %s - || printf -v "p99_$name" %s "${median}ms" ;;
+                3) printf -v "mbs_$name" %s "$median" ;;
+            esac
+        done
+        say "$name: median $(eval echo "\$rps_$name") req/s of rounds $(awk '{printf "%s%.0f", (NR > 1 ? ", " : ""), $1}' "$dir/rounds-$name")"
+        rm "$dir/rounds-$name"
+    done
 }
 # Truncate the access logs between scenarios (all are opened for appending).
 rotate_logs() { for f in "$dir"/*.access.log "$dir"/gw*.log; do : >"$f"; done; }
@@ -328,8 +360,11 @@ check "$trivial/v1/presign" 200 "$presign_bytes"
 # The checks above and the trivial handler serve every selection (2 and 8 use them).
 if want presign; then
 say "1. GET /v1/presign ($presign_bytes-byte answer)"
-load t_presign 64 "$trivial/v1/presign?locator=s3%3A%2F%2Fbench%2Fobj100k" -H "$auth"
-load g_presign 64 "$presign_url" -H "$auth"
+for _ in $(seq "$rounds"); do
+    load t_presign 64 "$trivial/v1/presign?locator=s3%3A%2F%2Fbench%2Fobj100k" -H "$auth"
+    load g_presign 64 "$presign_url" -H "$auth"
+done
+settle t_presign g_presign
 row "GET /v1/presign, c64 (req/s)" "trivial hyper" "$(round "$rps_t_presign")" "$(round "$rps_g_presign")" "$p99_t_presign" "$p99_g_presign"
 rotate_logs
 fi
@@ -402,8 +437,11 @@ check "$object_url" 307 0 -H "$auth"
 location=$(curl -sS -o /dev/null -w '%{redirect_url}' -H "$auth" "$object_url")
 check "$location" 200 102400
 say "2. /v1/object 307"
-load t_object 64 "$trivial/v1/object?locator=s3%3A%2F%2Fbench%2Fobj100k" -H "$auth"
-load g_object 64 "$object_url" -H "$auth"
+for _ in $(seq "$rounds"); do
+    load t_object 64 "$trivial/v1/object?locator=s3%3A%2F%2Fbench%2Fobj100k" -H "$auth"
+    load g_object 64 "$object_url" -H "$auth"
+done
+settle t_object g_object
 row "/v1/object 307 redirect, c64 (req/s)" "trivial hyper" "$(round "$rps_t_object")" "$(round "$rps_g_object")" "$p99_t_object" "$p99_g_object"
 rotate_logs
 fi
@@ -426,8 +464,11 @@ EOF
 start_trivial trivialbatch "$batch_bytes"
 check "http://127.0.0.1:$port_trivialbatch/v1/presign" 200 "$batch_bytes" --data-binary @"$dir/batch.json"
 say "3. POST /v1/presign with 1,000 locators ($batch_bytes-byte answer)"
-load t_batch 16 "http://127.0.0.1:$port_trivialbatch/v1/presign" -H "$auth" -s "$dir/batch.lua"
-load g_batch 16 "$gw/v1/presign" -H "$auth" -s "$dir/batch.lua"
+for _ in $(seq "$rounds"); do
+    load t_batch 16 "http://127.0.0.1:$port_trivialbatch/v1/presign" -H "$auth" -s "$dir/batch.lua"
+    load g_batch 16 "$gw/v1/presign" -H "$auth" -s "$dir/batch.lua"
+done
+settle t_batch g_batch
 stop "$pid_trivialbatch"
 row "POST /v1/presign ×1,000, c16 (locators/s)" "trivial hyper, same bytes" "$(round "$(awk -v r="$rps_t_batch" 'BEGIN {print r * 1000}')")" \
     "$(round "$(awk -v r="$rps_g_batch" 'BEGIN {print r * 1000}')")" "$p99_t_batch" "$p99_g_batch"
@@ -442,8 +483,11 @@ check "$gw/bench/obj10m" 200 10485760
 check "http://127.0.0.1:$peer_port/bench/obj10m" 200 10485760
 cmp <(curl -sS "$gw/bench/obj100k") "$www/bench/obj100k" || die "the S3 front streamed other bytes"
 say "4. streaming 100 KB (c64) and 10 MB (c16)"
-load n_100k 64 "http://127.0.0.1:$peer_port/bench/obj100k"
-load g_100k 64 "$gw/bench/obj100k"
+for _ in $(seq "$rounds"); do
+    load n_100k 64 "http://127.0.0.1:$peer_port/bench/obj100k"
+    load g_100k 64 "$gw/bench/obj100k"
+done
+settle n_100k g_100k
 row "S3 front GET 100 KB, c64 (req/s)" "nginx proxy_pass" "$(round "$rps_n_100k")" "$(round "$rps_g_100k")" "$p99_n_100k" "$p99_g_100k"
 rotate_logs
 sample_peak "$peer_pid" "$dir/peak-nginx" & sampler=$!
@@ -469,8 +513,11 @@ check "$ngc/cached/obj100k" 200 102400
 curl -sS -D - -o /dev/null "$gwc/cached/obj100k" | grep -qi '^x-cache-status: HIT' || die "s3gate's cache did not answer HIT"
 curl -sS -D - -o /dev/null "$ngc/cached/obj100k" | grep -qi '^x-cache-status: HIT' || die "nginx's cache did not answer HIT"
 say "5. cache hits, 100 KB, c64"
-load n_hit 64 "$ngc/cached/obj100k"
-load g_hit 64 "$gwc/cached/obj100k"
+for _ in $(seq "$rounds"); do
+    load n_hit 64 "$ngc/cached/obj100k"
+    load g_hit 64 "$gwc/cached/obj100k"
+done
+settle n_hit g_hit
 row "cache hits 100 KB, c64 (req/s)" "nginx proxy_cache" "$(round "$rps_n_hit")" "$(round "$rps_g_hit")" "$p99_n_hit" "$p99_g_hit"
 curl -sS -D - -o /dev/null "$gwc/cached/obj100k" | grep -qi '^x-cache-status: HIT' || die "s3gate's cache stopped answering HIT"
 rotate_logs
@@ -516,12 +563,16 @@ h2() {
     grep -Eq ' 0 failed, 0 errored, 0 timeout' <<<"$out" || { printf '%s\n' "$out" >&2; die "$1: h2load saw failed requests"; }
     printf -v "rps_$1" %s "$(sed -n 's/^finished in [^,]*, \([0-9.]*\) req\/s.*/\1/p' <<<"$out")"
     say "$1: $(eval echo "\$rps_$1") req/s"
+    record "$1" "$(eval echo "\$rps_$1")" - -
 }
 say "6. HTTP/2 over TLS, 12 KB, h2load -c8 -m32"
-h2 n_h2 "$ngt/bench/obj12k"
-h2 g_h2 "$gwt/bench/obj12k"
 check "https://127.0.0.1:$port_gwtlsje/bench/obj12k" 200 12288 -k --http2
-h2 j_h2 "https://127.0.0.1:$port_gwtlsje/bench/obj12k"
+for _ in $(seq "$rounds"); do
+    h2 n_h2 "$ngt/bench/obj12k"
+    h2 g_h2 "$gwt/bench/obj12k"
+    h2 j_h2 "https://127.0.0.1:$port_gwtlsje/bench/obj12k"
+done
+settle n_h2 g_h2 j_h2
 row "HTTP/2 + TLS GET 12 KB, h2load -c8 -m32 (req/s)" "nginx ssl http2 proxy_pass" "$(round "$rps_n_h2")" "$(round "$rps_g_h2")"
 row "… s3gate with jemalloc preloaded (LD_PRELOAD)" "nginx ssl http2 proxy_pass" "$(round "$rps_n_h2")" "$(round "$rps_j_h2")"
 rotate_logs
@@ -627,7 +678,7 @@ fi
 # --- the table ------------------------------------------------------------------
 cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 echo
-echo "Machine: $(nproc) cores, $cpu; $(uname -r); wrk -t1 -d${secs}s; $("$nginx" -v 2>&1 | sed 's/.*: //'); s3gate $(git describe --always --dirty 2>/dev/null || echo '?')"
+echo "Machine: $(nproc) cores, $cpu; $(uname -r); wrk -t1 -d${secs}s, medians of $rounds rounds; $("$nginx" -v 2>&1 | sed 's/.*: //'); s3gate $(git describe --always --dirty 2>/dev/null || echo '?')"
 echo "Presign answer: $presign_bytes bytes; batch answer: ${batch_bytes:--} bytes; ratio = s3gate / reference."
 [ -z "${only// /}" ] || echo "Only the scenarios S3GATE_BENCH_ONLY=\"$only\"."
 echo
