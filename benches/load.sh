@@ -284,7 +284,7 @@ body_size() { curl -sS -o /dev/null -w '%{size_download}' "$@"; }
 
 # load NAME CONNECTIONS URL [wrk args...]: sets rps_NAME, p99_NAME, mbs_NAME.
 load() {
-    local name=$1 conns=$2 url=$3 out
+    local name=$1 conns=$2 url=$3 out rps p99 mbs
     shift 3
     out=$(wrk -t1 -c"$conns" -d"${secs}s" --latency "$@" "$url")
     printf '%s\n' "$out" >"$dir/wrk-$name.txt"
@@ -293,12 +293,26 @@ load() {
         die "$name: wrk saw non-2xx/3xx responses"
     fi
     grep -q 'Socket errors' <<<"$out" && say "$name: $(grep 'Socket errors' <<<"$out")"
-    printf -v "rps_$name" %s "$(awk '/^Requests\/sec/ {print $2}' <<<"$out")"
-    printf -v "p99_$name" %s "$(awk '$1 == "99%" {print $2}' <<<"$out")"
-    printf -v "mbs_$name" %s "$(awk '/^Transfer\/sec/ {v = $2; u = substr(v, length(v) - 1); n = v + 0;
-        if (u == "GB") n *= 1024; else if (u == "KB") n /= 1024; else if (u != "MB") n /= 1048576; print n}' <<<"$out")"
-    say "$name: $(awk '/^Requests\/sec/ {print $2}' <<<"$out") req/s, p99 $(awk '$1 == "99%" {print $2}' <<<"$out")"
-    record "$name" "$(eval echo "\$rps_$name")" "$(ms "$(eval echo "\$p99_$name")")" "$(eval echo "\$mbs_$name")"
+    rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
+    p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+    mbs=$(awk '/^Transfer\/sec/ {v = $2; u = substr(v, length(v) - 1); n = v + 0;
+        if (u == "GB") n *= 1024; else if (u == "KB") n /= 1024; else if (u != "MB") n /= 1048576; print n}' <<<"$out")
+    printf -v "rps_$name" %s "$rps"
+    printf -v "p99_$name" %s "$p99"
+    printf -v "mbs_$name" %s "$mbs"
+    say "$name: $rps req/s, p99 $p99"
+    record "$name" "$rps" "$(ms "$p99")" "$mbs"
+}
+# compare CONNECTIONS REF REF_URL S3GATE S3GATE_URL [wrk args...]: loads
+# the two in turn, $rounds times, and leaves each one's medians (settle).
+compare() {
+    local conns=$1 ref=$2 ref_url=$3 gate=$4 gate_url=$5
+    shift 5
+    for _ in $(seq "$rounds"); do
+        load "$ref" "$conns" "$ref_url" "$@"
+        load "$gate" "$conns" "$gate_url" "$@"
+    done
+    settle "$ref" "$gate"
 }
 # ms LATENCY: wrk's latency (850.00us, 1.46ms, 1.02s) in milliseconds.
 ms() {
@@ -360,11 +374,7 @@ check "$trivial/v1/presign" 200 "$presign_bytes"
 # The checks above and the trivial handler serve every selection (2 and 8 use them).
 if want presign; then
 say "1. GET /v1/presign ($presign_bytes-byte answer)"
-for _ in $(seq "$rounds"); do
-    load t_presign 64 "$trivial/v1/presign?locator=s3%3A%2F%2Fbench%2Fobj100k" -H "$auth"
-    load g_presign 64 "$presign_url" -H "$auth"
-done
-settle t_presign g_presign
+compare 64 t_presign "$trivial/v1/presign?locator=s3%3A%2F%2Fbench%2Fobj100k" g_presign "$presign_url" -H "$auth"
 row "GET /v1/presign, c64 (req/s)" "trivial hyper" "$(round "$rps_t_presign")" "$(round "$rps_g_presign")" "$p99_t_presign" "$p99_g_presign"
 rotate_logs
 fi
@@ -437,11 +447,7 @@ check "$object_url" 307 0 -H "$auth"
 location=$(curl -sS -o /dev/null -w '%{redirect_url}' -H "$auth" "$object_url")
 check "$location" 200 102400
 say "2. /v1/object 307"
-for _ in $(seq "$rounds"); do
-    load t_object 64 "$trivial/v1/object?locator=s3%3A%2F%2Fbench%2Fobj100k" -H "$auth"
-    load g_object 64 "$object_url" -H "$auth"
-done
-settle t_object g_object
+compare 64 t_object "$trivial/v1/object?locator=s3%3A%2F%2Fbench%2Fobj100k" g_object "$object_url" -H "$auth"
 row "/v1/object 307 redirect, c64 (req/s)" "trivial hyper" "$(round "$rps_t_object")" "$(round "$rps_g_object")" "$p99_t_object" "$p99_g_object"
 rotate_logs
 fi
@@ -464,11 +470,7 @@ EOF
 start_trivial trivialbatch "$batch_bytes"
 check "http://127.0.0.1:$port_trivialbatch/v1/presign" 200 "$batch_bytes" --data-binary @"$dir/batch.json"
 say "3. POST /v1/presign with 1,000 locators ($batch_bytes-byte answer)"
-for _ in $(seq "$rounds"); do
-    load t_batch 16 "http://127.0.0.1:$port_trivialbatch/v1/presign" -H "$auth" -s "$dir/batch.lua"
-    load g_batch 16 "$gw/v1/presign" -H "$auth" -s "$dir/batch.lua"
-done
-settle t_batch g_batch
+compare 16 t_batch "http://127.0.0.1:$port_trivialbatch/v1/presign" g_batch "$gw/v1/presign" -H "$auth" -s "$dir/batch.lua"
 stop "$pid_trivialbatch"
 row "POST /v1/presign ×1,000, c16 (locators/s)" "trivial hyper, same bytes" "$(round "$(awk -v r="$rps_t_batch" 'BEGIN {print r * 1000}')")" \
     "$(round "$(awk -v r="$rps_g_batch" 'BEGIN {print r * 1000}')")" "$p99_t_batch" "$p99_g_batch"
@@ -483,11 +485,7 @@ check "$gw/bench/obj10m" 200 10485760
 check "http://127.0.0.1:$peer_port/bench/obj10m" 200 10485760
 cmp <(curl -sS "$gw/bench/obj100k") "$www/bench/obj100k" || die "the S3 front streamed other bytes"
 say "4. streaming 100 KB (c64) and 10 MB (c16)"
-for _ in $(seq "$rounds"); do
-    load n_100k 64 "http://127.0.0.1:$peer_port/bench/obj100k"
-    load g_100k 64 "$gw/bench/obj100k"
-done
-settle n_100k g_100k
+compare 64 n_100k "http://127.0.0.1:$peer_port/bench/obj100k" g_100k "$gw/bench/obj100k"
 row "S3 front GET 100 KB, c64 (req/s)" "nginx proxy_pass" "$(round "$rps_n_100k")" "$(round "$rps_g_100k")" "$p99_n_100k" "$p99_g_100k"
 rotate_logs
 sample_peak "$peer_pid" "$dir/peak-nginx" & sampler=$!
@@ -513,11 +511,7 @@ check "$ngc/cached/obj100k" 200 102400
 curl -sS -D - -o /dev/null "$gwc/cached/obj100k" | grep -qi '^x-cache-status: HIT' || die "s3gate's cache did not answer HIT"
 curl -sS -D - -o /dev/null "$ngc/cached/obj100k" | grep -qi '^x-cache-status: HIT' || die "nginx's cache did not answer HIT"
 say "5. cache hits, 100 KB, c64"
-for _ in $(seq "$rounds"); do
-    load n_hit 64 "$ngc/cached/obj100k"
-    load g_hit 64 "$gwc/cached/obj100k"
-done
-settle n_hit g_hit
+compare 64 n_hit "$ngc/cached/obj100k" g_hit "$gwc/cached/obj100k"
 row "cache hits 100 KB, c64 (req/s)" "nginx proxy_cache" "$(round "$rps_n_hit")" "$(round "$rps_g_hit")" "$p99_n_hit" "$p99_g_hit"
 curl -sS -D - -o /dev/null "$gwc/cached/obj100k" | grep -qi '^x-cache-status: HIT' || die "s3gate's cache stopped answering HIT"
 rotate_logs

@@ -20,6 +20,11 @@ pub fn format(value: u64, digits: &mut Digits) -> &str {
     std::str::from_utf8(&digits[at..]).unwrap_or_default()
 }
 
+/// Appends `value` in decimal to `out`.
+pub fn push(out: &mut String, value: u64) {
+    out.push_str(format(value, &mut Digits::default()));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -31,6 +36,15 @@ mod tests {
         assert_eq!(format(0, &mut digits), "0");
         assert_eq!(format(10, &mut digits), "10");
         assert_eq!(format(u64::MAX, &mut digits), "18446744073709551615");
+    }
+
+    #[test]
+    fn pushes() {
+        for v in [0, 7, 10, 86_400, 604_800, u64::MAX] {
+            let mut s = String::from("x=");
+            push(&mut s, v);
+            assert_eq!(s, format!("x={v}"));
+        }
     }
 
     proptest! {

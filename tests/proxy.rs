@@ -435,7 +435,6 @@ async fn assert_fails_on_both_apis(gateway: &Gateway, status: u16, json_code: &s
     assert!(xml.contains(&format!("<Code>{s3_code}</Code>")), "{xml}");
 }
 
-/// Resident memory of process `pid`, in KiB.
 #[tokio::test]
 async fn a_slow_reader_keeps_gateway_memory_bounded() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

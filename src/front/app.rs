@@ -393,9 +393,8 @@ const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// ignores the flag.
 fn request_id_value(id: u64) -> HeaderValue {
     let mut digits = decimal::Digits::default();
-    let digits = Bytes::copy_from_slice(decimal::format(id, &mut digits).as_bytes());
-    let mut value =
-        HeaderValue::from_maybe_shared(digits).unwrap_or_else(|_| HeaderValue::from(id));
+    let mut value = HeaderValue::from_str(decimal::format(id, &mut digits))
+        .unwrap_or_else(|_| HeaderValue::from(id));
     value.set_sensitive(true);
     value
 }

@@ -55,9 +55,7 @@ impl Fields<'_> {
     /// A number field.
     pub fn u64(&mut self, name: &str, value: u64) -> &mut Self {
         self.name(name);
-        let mut digits = crate::decimal::Digits::default();
-        self.text
-            .push_str(crate::decimal::format(value, &mut digits));
+        crate::decimal::push(self.text, value);
         self
     }
 

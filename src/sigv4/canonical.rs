@@ -115,14 +115,6 @@ impl Hex64 {
     }
 }
 
-/// Writes a `u64` in decimal without going through `fmt`.
-pub(crate) fn push_u64(out: &mut String, v: u64) {
-    out.push_str(crate::decimal::format(
-        v,
-        &mut crate::decimal::Digits::default(),
-    ));
-}
-
 // ---------------------------------------------------------------------------
 // Canonical query strings
 
@@ -538,14 +530,5 @@ mod tests {
         let q = query_string(&refs);
         assert!(q.starts_with("k00=0&k01=1&"));
         assert!(q.ends_with("&k39=39"));
-    }
-
-    #[test]
-    fn decimal() {
-        for v in [0, 7, 10, 86_400, 604_800, u64::MAX] {
-            let mut s = String::new();
-            push_u64(&mut s, v);
-            assert_eq!(s, v.to_string());
-        }
     }
 }

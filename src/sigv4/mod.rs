@@ -285,7 +285,7 @@ fn write_presign_value(
             out.push_str("%2Faws4_request");
         }
         2 => out.push_str(date_time),
-        3 => canonical::push_u64(out, expires_in),
+        3 => crate::decimal::push(out, expires_in),
         SECURITY_TOKEN => out.push_str(creds.session_token_query.as_deref().unwrap_or_default()),
         _ => out.push_str("host"),
     }

@@ -3,6 +3,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
+
+use rustls_pki_types::pem::PemObject;
 
 /// Runs `openssl ARGS` in `dir`; panics with its stderr when it fails.
 pub fn openssl(dir: &Path, args: &[&str]) {
@@ -85,4 +88,20 @@ pub fn issue(dir: &Path, name: &str, cn: &str, san: &str) -> (PathBuf, PathBuf) 
         ],
     );
     (dir.join(cert), dir.join(key))
+}
+
+/// A TLS client that trusts only the CA certificate `ca` and offers HTTP/1.1.
+pub fn http1_client(ca: &Path) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls_pki_types::CertificateDer::from_pem_file(ca).unwrap())
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
 }
