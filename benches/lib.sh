@@ -3,7 +3,7 @@
 # after `cd` to the repository root. Set `prog` (the script's name) first.
 # Defines die, say, free_port, wait_for, strip_ansi, rss_kb, open_fds, and
 # bench_dir, which makes the scratch folder $dir and the exit trap that kills
-# every process in $pids and removes $dir.
+# every process in $pids and removes $dir (kept when S3GATE_BENCH_KEEP is set).
 
 die() { printf '%s: %s\n' "${prog:-benches}" "$*" >&2; exit 1; }
 say() { printf '== %s\n' "$*" >&2; }
@@ -19,7 +19,7 @@ bench_dir() {
 bench_cleanup() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$dir"
+    if [ -n "${S3GATE_BENCH_KEEP:-}" ]; then echo "kept $dir" >&2; else rm -rf "$dir"; fi
 }
 
 free_port() {

@@ -24,6 +24,9 @@
 # endpoint: benches/fastapi_presign.py (FastAPI + boto3) under uvicorn with 2
 # workers, loaded like s3gate's GET /v1/presign.
 #
+# S3GATE_BENCH_KEEP=1 keeps the scratch folder (configs, logs, wrk output,
+# callgrind files) and prints its path.
+#
 # S3GATE_BENCH_ONLY="presign fastapi" runs only the named scenarios (space-
 # separated; unset or empty: all), for the inner loop. The scenarios, in
 # order: presign (1), fastapi (1b), object (2), batch (3), stream (4), cache
@@ -646,11 +649,14 @@ instructions() {
     [ -n "$total" ] || die "no callgrind totals for $name"
     # Not counted: the TSC calibration a dependency (fastant, through foyer)
     # runs at start for a span of wall time, whose count varies run to run.
-    calibration=$(callgrind_annotate --threshold=100 --inclusive=yes "$file" 2>/dev/null | tr -d , |
+    calibration=$(callgrind_annotate --auto=no --threshold=100 --inclusive=yes "$file" 2>/dev/null | tr -d , |
         awk '/___init___ctor/ && $1 > m {m = $1} END {print m + 0}')
     # SHA-256's block function: valgrind hides SHA-NI, so the portable code
-    # runs here, ≈ 10 times the instructions of the native one.
-    sha=$(callgrind_annotate --threshold=100 "$file" 2>/dev/null | tr -d , | awk '/sha2::sha256::compress256/ {s += $1} END {print s + 0}')
+    # runs here, ≈ 10 times the instructions of the native one. --auto=no:
+    # the annotated source callgrind_annotate adds otherwise repeats calls
+    # with their inclusive counts, which the sum took in a second time
+    # (41,701 or 55,556 in two runs of one build; 34,752 without).
+    sha=$(callgrind_annotate --auto=no --threshold=100 "$file" 2>/dev/null | tr -d , | awk '/sha2::sha256::compress256/ {s += $1} END {print s + 0}')
     printf -v "total_${name}_$n" %s "$((total - calibration))"
     printf -v "sha_${name}_$n" %s "$sha"
 }
