@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # s3gate against reference servers on loopback, in one run:
 #
-#   benches/load.sh [SECONDS]        (default 10 s per load run, ~8 minutes)
+#   benches/load.sh [SECONDS]        (default 10 s per load run, ~13 minutes)
 #
 # Starts Debian's nginx as the upstream store (static files, path-style
 # /bucket/key, HEAD, Range, ETag), a second nginx as the peer (proxy_pass to
@@ -611,7 +611,9 @@ idle_rss g "$port_gwidle" "$pid_gwidle"
 stop "$pid_trivialidle"
 stop "$pid_gwidle"
 mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
-per_conn() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", (b - a) / 5000 }'; }
+# Rounded to 0.1 KB; a process that shrank by less than that (nginx's
+# workers may) shows 0.0, not -0.0.
+per_conn() { awk -v a="$1" -v b="$2" 'BEGIN { v = (b - a) / 5000; if (v > -0.05 && v < 0.05) v = 0; printf "%.1f", v }'; }
 row "RSS with 5,000 idle keep-alive conns (MB)" "trivial hyper" "$(mb "$idle_t")" "$(mb "$idle_g")"
 row "RSS with 5,000 idle keep-alive conns (MB)" "nginx, master + 2 workers" "$(mb "$idle_n")" "$(mb "$idle_g")"
 row "RSS per idle conn (KB)" "trivial hyper" "$(per_conn "$idle0_t" "$idle_t")" "$(per_conn "$idle0_g" "$idle_g")"
