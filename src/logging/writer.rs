@@ -35,9 +35,10 @@ const LIMIT: usize = 8 << 20;
 /// Capacity a written batch keeps for the next one: room for a batch that
 /// reached [`FLUSH_AT`] and the lines that came while the writer woke. Less,
 /// and under load every batch grew anew past glibc's mmap threshold, each
-/// growth a fresh mapping faulted in page by page: ≈ 3,000–5,000 page
-/// faults a second at 70k presigns a second (`perf stat -e page-faults`),
-/// none with this. Costs at most twice this in memory once the log is busy.
+/// growth a fresh mapping faulted in page by page: 2,500–5,500 page faults
+/// a second at 70k presigns a second (`perf stat -e page-faults`), a few
+/// in the first seconds with this. Costs at most twice this in memory once
+/// the log is busy.
 const KEEP: usize = 2 * FLUSH_AT;
 
 /// Longest the end of the process waits for the last lines: a stderr that
